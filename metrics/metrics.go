@@ -206,217 +206,99 @@ type Metrics struct {
 // A nil reg gives working collectors that are registered nowhere, which is
 // what tests and components used on their own want. Two Metrics built on two
 // registries never collide; building two on the same registry panics, as
-// prometheus.MustRegister does.
+// prometheus.MustRegister does. Names, help texts, labels and buckets come
+// from Catalogue.
 func New(reg prometheus.Registerer) *Metrics {
-	f := promauto.With(reg)
+	b := builder{f: promauto.With(reg)}
 	return &Metrics{
-		MigrationLatency: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_migration_latency_seconds",
-			Help:    "Latency of one unit of a component's work on a migration's path (AMST round delivery, HDE batch encode, PBA prediction, ACP commit, ASS sync, ITP decision).",
-			Buckets: latencyBuckets,
-		}, []string{"component"}),
-		Throughput: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_throughput_bytes_per_second",
-			Help: "Goodput of the migration transport over the last measurement interval, by transport.",
-		}, []string{"transport"}),
-		Errors: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_errors_total",
-			Help: "Errors by component and type.",
-		}, []string{"component", "error_type"}),
-		SLACompliance: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_sla_compliance",
-			Help: "Fraction (0..1) of recent evaluation windows that met the SLA, by SLA type.",
-		}, []string{"sla_type"}),
-		AnomalyDetections: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_anomaly_detections_total",
-			Help: "Anomalies detected by the z-score detector, by type and severity.",
-		}, []string{"anomaly_type", "severity"}),
-		ResourceUtilization: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_resource_utilization_percent",
-			Help: "Process resource utilisation in percent of its configured capacity, by resource.",
-		}, []string{"resource_type"}),
-		ComponentHealth: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_component_health",
-			Help: "Component health: 1 healthy, 0.5 degraded, 0 failing.",
-		}, []string{"component"}),
+		MigrationLatency:    b.histogramVec("dwcp_v3_migration_latency_seconds"),
+		Throughput:          b.gaugeVec("dwcp_v3_throughput_bytes_per_second"),
+		Errors:              b.counterVec("dwcp_v3_errors_total"),
+		SLACompliance:       b.gaugeVec("dwcp_v3_sla_compliance"),
+		AnomalyDetections:   b.counterVec("dwcp_v3_anomaly_detections_total"),
+		ResourceUtilization: b.gaugeVec("dwcp_v3_resource_utilization_percent"),
+		ComponentHealth:     b.gaugeVec("dwcp_v3_component_health"),
 
-		AMSTThroughputGbps: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_amst_throughput_gbps",
-			Help: "AMST goodput in Gbit/s over the last measurement interval (the spec's name; the same value as dwcp_v3_throughput_bytes_per_second*8/1e9).",
-		}),
-		AMSTActiveStreams: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_amst_active_streams",
-			Help: "TCP (or RDMA) streams currently carrying AMST sessions.",
-		}),
-		AMSTStreamUtilization: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_amst_stream_utilization_percent",
-			Help: "Stream efficiency: percent of the active streams' time spent sending, over the last interval.",
-		}),
-		AMSTModeSwitches: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_amst_mode_switches_total",
-			Help: "Network mode changes decided by AMST's mode detector.",
-		}, []string{"from_mode", "to_mode"}),
-		AMSTMode: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_amst_mode",
-			Help: "1 for the network mode AMST currently detects, 0 for the others.",
-		}, []string{"mode"}),
-		AMSTBytes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_amst_bytes_total",
-			Help: "Payload bytes carried by AMST sessions, by direction.",
-		}, []string{"direction"}),
-		AMSTStreamReconnects: f.NewCounter(prometheus.CounterOpts{
-			Name: "dwcp_v3_amst_stream_reconnects_total",
-			Help: "Broken AMST streams that were redialled.",
-		}),
-		AMSTRDMAUtilization: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_amst_rdma_utilization_percent",
-			Help: "Percent of AMST traffic carried over RDMA (0 where no RDMA device exists).",
-		}),
+		AMSTThroughputGbps:    b.gauge("dwcp_v3_amst_throughput_gbps"),
+		AMSTActiveStreams:     b.gauge("dwcp_v3_amst_active_streams"),
+		AMSTStreamUtilization: b.gauge("dwcp_v3_amst_stream_utilization_percent"),
+		AMSTModeSwitches:      b.counterVec("dwcp_v3_amst_mode_switches_total"),
+		AMSTMode:              b.gaugeVec("dwcp_v3_amst_mode"),
+		AMSTBytes:             b.counterVec("dwcp_v3_amst_bytes_total"),
+		AMSTStreamReconnects:  b.counter("dwcp_v3_amst_stream_reconnects_total"),
+		AMSTRDMAUtilization:   b.gauge("dwcp_v3_amst_rdma_utilization_percent"),
 
-		HDECompressionRatio: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_hde_compression_ratio",
-			Help: "Fraction (0..1) of input bytes saved by HDE since start, by data class.",
-		}, []string{"data_class"}),
-		HDEInputBytes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_hde_input_bytes_total",
-			Help: "Bytes given to the HDE encoder, by data class.",
-		}, []string{"data_class"}),
-		HDEOutputBytes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_hde_output_bytes_total",
-			Help: "Bytes produced by the HDE encoder, by data class.",
-		}, []string{"data_class"}),
-		HDECompressionLatency: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_hde_compression_latency_seconds",
-			Help:    "HDE encode time per page (batch time divided by its pages).",
-			Buckets: fineBuckets,
-		}),
-		HDEDedupRatio: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_hde_dedup_ratio",
-			Help: "Fraction (0..1) of pages since start sent as zero flags or duplicate references.",
-		}),
-		HDEPages: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_hde_pages_total",
-			Help: "Pages encoded by HDE, by how they were encoded.",
-		}, []string{"kind"}),
-		HDEAlgorithmSelections: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_hde_algorithm_selections_total",
-			Help: "Batches compressed with each algorithm, as chosen by HDE's adaptive selector.",
-		}, []string{"algorithm"}),
+		HDECompressionRatio:    b.gaugeVec("dwcp_v3_hde_compression_ratio"),
+		HDEInputBytes:          b.counterVec("dwcp_v3_hde_input_bytes_total"),
+		HDEOutputBytes:         b.counterVec("dwcp_v3_hde_output_bytes_total"),
+		HDECompressionLatency:  b.histogram("dwcp_v3_hde_compression_latency_seconds"),
+		HDEDedupRatio:          b.gauge("dwcp_v3_hde_dedup_ratio"),
+		HDEPages:               b.counterVec("dwcp_v3_hde_pages_total"),
+		HDEAlgorithmSelections: b.counterVec("dwcp_v3_hde_algorithm_selections_total"),
 
-		PBAPredictionAccuracy: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_pba_prediction_accuracy_percent",
-			Help: "100*(1-min(1,WAPE)) of the shipped predictor over its recent window, by workload class.",
-		}, []string{"workload"}),
-		PBAInferenceLatency: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_pba_inference_latency_seconds",
-			Help:    "Time for one prediction, by predictor.",
-			Buckets: fineBuckets,
-		}, []string{"predictor"}),
-		PBABandwidthUtilization: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_pba_bandwidth_utilization_percent",
-			Help: "Percent of the forecast link bandwidth allocated to migrations.",
-		}),
-		PBAPredictions: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_pba_predictions_total",
-			Help: "Predictions scored against the actual bandwidth, by workload class.",
-		}, []string{"workload"}),
-		PBAPredictionMisses: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_pba_prediction_misses_total",
-			Help: "Predictions that over-estimated the actual bandwidth by more than 20%, by workload class.",
-		}, []string{"workload"}),
+		PBAPredictionAccuracy:   b.gaugeVec("dwcp_v3_pba_prediction_accuracy_percent"),
+		PBAInferenceLatency:     b.histogramVec("dwcp_v3_pba_inference_latency_seconds"),
+		PBABandwidthUtilization: b.gauge("dwcp_v3_pba_bandwidth_utilization_percent"),
+		PBAPredictions:          b.counterVec("dwcp_v3_pba_predictions_total"),
+		PBAPredictionMisses:     b.counterVec("dwcp_v3_pba_prediction_misses_total"),
 
-		ACPConsensusLatency: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_acp_consensus_latency_seconds",
-			Help:    "Time from proposal to committed result, by algorithm and cluster size.",
-			Buckets: latencyBuckets,
-		}, []string{"algorithm", "cluster_size"}),
-		ACPQuorumSize: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "dwcp_v3_acp_quorum_size",
-			Help: "Replicas needed for a commit in the current configuration, by algorithm.",
-		}, []string{"algorithm"}),
-		ACPByzantineDetections: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_acp_byzantine_detections_total",
-			Help: "Byzantine behaviour detected by PBFT replicas, by kind.",
-		}, []string{"detection_type"}),
-		ACPLeaderElections: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_acp_leader_elections_total",
-			Help: "Leader changes: Raft elections won, PBFT view changes completed.",
-		}, []string{"algorithm"}),
-		ACPConsensusFailures: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_acp_consensus_failures_total",
-			Help: "Proposals that did not commit (timeout, lost leadership, rejected).",
-		}, []string{"algorithm"}),
+		ACPConsensusLatency:    b.histogramVec("dwcp_v3_acp_consensus_latency_seconds"),
+		ACPQuorumSize:          b.gaugeVec("dwcp_v3_acp_quorum_size"),
+		ACPByzantineDetections: b.counterVec("dwcp_v3_acp_byzantine_detections_total"),
+		ACPLeaderElections:     b.counterVec("dwcp_v3_acp_leader_elections_total"),
+		ACPConsensusFailures:   b.counterVec("dwcp_v3_acp_consensus_failures_total"),
 
-		ASSSyncBytes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_ass_sync_bytes_total",
-			Help: "Anti-entropy bytes exchanged with peers, by direction.",
-		}, []string{"direction"}),
-		ASSSyncLatency: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_ass_sync_latency_seconds",
-			Help:    "Time of one sync exchange with a peer (send deltas, receive acknowledgement).",
-			Buckets: latencyBuckets,
-		}),
-		ASSStateSize: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_ass_state_size_bytes",
-			Help: "Encoded size of the replica's CRDT state.",
-		}),
-		ASSCRDTOperations: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_ass_crdt_operations_total",
-			Help: "Local CRDT mutations, by CRDT type.",
-		}, []string{"crdt_type"}),
+		ASSSyncBytes:      b.counterVec("dwcp_v3_ass_sync_bytes_total"),
+		ASSSyncLatency:    b.histogram("dwcp_v3_ass_sync_latency_seconds"),
+		ASSStateSize:      b.gauge("dwcp_v3_ass_state_size_bytes"),
+		ASSCRDTOperations: b.counterVec("dwcp_v3_ass_crdt_operations_total"),
 
-		ITPPlacementEfficiency: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_itp_placement_efficiency_percent",
-			Help: "100 * lower bound of hosts needed / hosts used, for the last placement.",
-		}),
-		ITPConstraintViolations: f.NewCounter(prometheus.CounterOpts{
-			Name: "dwcp_v3_itp_constraint_violations_total",
-			Help: "Soft constraints a chosen placement violates (hard constraints are never violated).",
-		}),
-		ITPRebalancingEvents: f.NewCounter(prometheus.CounterOpts{
-			Name: "dwcp_v3_itp_rebalancing_events_total",
-			Help: "Migrations proposed by the rebalancing planner.",
-		}),
-		ITPDecisionLatency: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_itp_decision_latency_seconds",
-			Help:    "Time to place one VM (filter, score, select).",
-			Buckets: latencyBuckets,
-		}),
+		ITPPlacementEfficiency:  b.gauge("dwcp_v3_itp_placement_efficiency_percent"),
+		ITPConstraintViolations: b.counter("dwcp_v3_itp_constraint_violations_total"),
+		ITPRebalancingEvents:    b.counter("dwcp_v3_itp_rebalancing_events_total"),
+		ITPDecisionLatency:      b.histogram("dwcp_v3_itp_decision_latency_seconds"),
 
-		Migrations: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_migrations_total",
-			Help: "Finished migrations by protocol version and result.",
-		}, []string{"version", "result"}),
-		MigrationDuration: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_migration_duration_seconds",
-			Help:    "Total time of successful migrations, by scenario.",
-			Buckets: latencyBuckets,
-		}, []string{"scenario"}),
-		MigrationDowntime: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "dwcp_v3_migration_downtime_seconds",
-			Help:    "Time the guest was paused during switchover, by protocol version.",
-			Buckets: latencyBuckets,
-		}, []string{"version"}),
-		MigrationBytes: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "dwcp_v3_migration_bytes_total",
-			Help: "Guest bytes migrated (logical) and bytes sent on the wire, by protocol version.",
-		}, []string{"version", "kind"}),
-		ActiveMigrations: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_active_migrations",
-			Help: "Migrations in progress.",
-		}),
+		Migrations:        b.counterVec("dwcp_v3_migrations_total"),
+		MigrationDuration: b.histogramVec("dwcp_v3_migration_duration_seconds"),
+		MigrationDowntime: b.histogramVec("dwcp_v3_migration_downtime_seconds"),
+		MigrationBytes:    b.counterVec("dwcp_v3_migration_bytes_total"),
+		ActiveMigrations:  b.gauge("dwcp_v3_active_migrations"),
 
-		RolloutStage: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_rollout_stage",
-			Help: "Rollout stage: 0 off, 1 canary, 2 10%, 3 25%, 4 50%, 5 100%.",
-		}),
-		RolloutPercentage: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_rollout_percentage",
-			Help: "Feature-flag percentage of VMs that migrate with v3 (0..100).",
-		}),
-		RolloutKillSwitch: f.NewGauge(prometheus.GaugeOpts{
-			Name: "dwcp_v3_rollout_kill_switch",
-			Help: "1 when the kill switch forces every migration to v1.",
-		}),
+		RolloutStage:      b.gauge("dwcp_v3_rollout_stage"),
+		RolloutPercentage: b.gauge("dwcp_v3_rollout_percentage"),
+		RolloutKillSwitch: b.gauge("dwcp_v3_rollout_kill_switch"),
 	}
+}
+
+// builder creates collectors from their catalogue descriptors.
+type builder struct{ f promauto.Factory }
+
+func (b builder) counter(name string) prometheus.Counter {
+	d := descriptor(name, TypeCounter)
+	return b.f.NewCounter(prometheus.CounterOpts{Name: d.Name, Help: d.Help})
+}
+
+func (b builder) counterVec(name string) *prometheus.CounterVec {
+	d := descriptor(name, TypeCounter)
+	return b.f.NewCounterVec(prometheus.CounterOpts{Name: d.Name, Help: d.Help}, d.LabelNames())
+}
+
+func (b builder) gauge(name string) prometheus.Gauge {
+	d := descriptor(name, TypeGauge)
+	return b.f.NewGauge(prometheus.GaugeOpts{Name: d.Name, Help: d.Help})
+}
+
+func (b builder) gaugeVec(name string) *prometheus.GaugeVec {
+	d := descriptor(name, TypeGauge)
+	return b.f.NewGaugeVec(prometheus.GaugeOpts{Name: d.Name, Help: d.Help}, d.LabelNames())
+}
+
+func (b builder) histogram(name string) prometheus.Histogram {
+	d := descriptor(name, TypeHistogram)
+	return b.f.NewHistogram(prometheus.HistogramOpts{Name: d.Name, Help: d.Help, Buckets: d.Buckets})
+}
+
+func (b builder) histogramVec(name string) *prometheus.HistogramVec {
+	d := descriptor(name, TypeHistogram)
+	return b.f.NewHistogramVec(prometheus.HistogramOpts{Name: d.Name, Help: d.Help, Buckets: d.Buckets}, d.LabelNames())
 }
