@@ -1,0 +1,218 @@
+package pbft
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logApp is a deterministic test application: its state is the hash chain
+// of applied ops and each result names the op's position in the chain.
+type logApp struct {
+	n     uint64
+	chain [32]byte
+}
+
+func (a *logApp) Apply(op []byte) []byte {
+	a.n++
+	a.chain = sha256.Sum256(append(a.chain[:], op...))
+	return binary.BigEndian.AppendUint64(append([]byte(nil), op...), a.n)
+}
+
+func (a *logApp) Snapshot() []byte {
+	return append(binary.BigEndian.AppendUint64(nil, a.n), a.chain[:]...)
+}
+
+func (a *logApp) Restore(b []byte) error {
+	if len(b) != 40 {
+		return fmt.Errorf("logApp snapshot of %d bytes", len(b))
+	}
+	a.n = binary.BigEndian.Uint64(b)
+	copy(a.chain[:], b[8:])
+	return nil
+}
+
+func testKeys(n int) ([]ed25519.PublicKey, []ed25519.PrivateKey) {
+	pubs := make([]ed25519.PublicKey, n)
+	privs := make([]ed25519.PrivateKey, n)
+	for i := range privs {
+		seed := sha256.Sum256([]byte(fmt.Sprintf("pbft-test-key-%d", i)))
+		privs[i] = ed25519.NewKeyFromSeed(seed[:])
+		pubs[i] = privs[i].Public().(ed25519.PublicKey)
+	}
+	return pubs, privs
+}
+
+type testCluster struct {
+	t     *testing.T
+	net   *MemNetwork
+	nodes []*Node
+	apps  []*logApp
+	privs []ed25519.PrivateKey
+
+	mu    sync.Mutex
+	execs [][]Execution
+	dets  map[string]int
+	views int
+}
+
+// wrap lets a test replace a node's transport with a Byzantine one.
+type wrapFn func(id uint32, tr Transport) Transport
+
+func newTestCluster(t *testing.T, n int, seed int64, wrap wrapFn) *testCluster {
+	t.Helper()
+	pubs, privs := testKeys(n)
+	c := &testCluster{t: t, net: NewMemNetwork(seed), privs: privs, execs: make([][]Execution, n), dets: map[string]int{}}
+	for i := 0; i < n; i++ {
+		cfg := NodeConfig{Replica: DefaultConfig(uint32(i), n), Tick: 5 * time.Millisecond,
+			RequestRetry: 100 * time.Millisecond, MaxMessageBytes: DefaultMaxMessageBytes, FirstTimestamp: uint64(i) << 40}
+		cfg.Replica.Keys, cfg.Replica.PrivateKey = pubs, privs[i]
+		cfg.Replica.CheckpointInterval, cfg.Replica.Window = 8, 32
+		cfg.Replica.ViewChangeTicks, cfg.Replica.RetransmitTicks = 40, 10
+		app := &logApp{}
+		tr := c.net.Endpoint(uint32(i))
+		if wrap != nil {
+			tr = wrap(uint32(i), tr)
+		}
+		id := i
+		node, err := NewNode(cfg, app, tr, Hooks{
+			OnExecute: func(e Execution) { c.mu.Lock(); c.execs[id] = append(c.execs[id], e); c.mu.Unlock() },
+			OnDetection: func(d Detection) {
+				c.mu.Lock()
+				c.dets[d.Type]++
+				c.mu.Unlock()
+			},
+			OnNewView: func(v uint64, primary bool) {
+				if primary {
+					c.mu.Lock()
+					c.views++
+					c.mu.Unlock()
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes, c.apps = append(c.nodes, node), append(c.apps, app)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *testCluster) close() {
+	for _, n := range c.nodes {
+		n.Close()
+	}
+	c.net.Close()
+}
+
+// propose runs count sequential proposals through node from.
+func (c *testCluster) propose(ctx context.Context, from, count int, tag string) {
+	c.t.Helper()
+	for i := 0; i < count; i++ {
+		op := []byte(fmt.Sprintf("%s-%d", tag, i))
+		res, err := c.nodes[from].Propose(ctx, op)
+		if err != nil {
+			c.t.Fatalf("propose %s: %v (status %+v)", op, err, c.nodes[from].Status())
+		}
+		if !bytes.HasPrefix(res, op) {
+			c.t.Fatalf("result %q for op %q", res, op)
+		}
+	}
+}
+
+// checkAgreement waits until the correct replicas executed the same number
+// of sequence numbers and checks they executed the same ops with the same
+// results.
+func (c *testCluster) checkAgreement(ctx context.Context, correct []int, minExec int) {
+	c.t.Helper()
+	for {
+		lens := map[int]bool{}
+		ok := true
+		var lastExecs []uint64
+		for _, i := range correct {
+			st := c.nodes[i].Status()
+			lastExecs = append(lastExecs, st.LastExecuted)
+			lens[int(st.LastExecuted)] = true
+			if int(st.LastExecuted) < minExec {
+				ok = false
+			}
+		}
+		if ok && len(lens) == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			c.t.Fatalf("replicas did not converge: last executed %v", lastExecs)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	var ref []byte
+	for _, i := range correct {
+		var snap []byte
+		c.nodes[i].WithApp(func() { snap = c.apps[i].Snapshot() })
+		if ref == nil {
+			ref = snap
+		} else if !bytes.Equal(ref, snap) {
+			c.t.Fatalf("replica %d state %x differs from %x", i, snap, ref)
+		}
+	}
+	// Sequence numbers executed by more than one replica agree.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	bySeq := map[uint64]Execution{}
+	for _, i := range correct {
+		for _, e := range c.execs[i] {
+			if prev, ok := bySeq[e.Seq]; ok {
+				if !bytes.Equal(prev.Result, e.Result) || prev.Client != e.Client || prev.Timestamp != e.Timestamp {
+					c.t.Fatalf("seq %d: replica %d executed %+v, another %+v", e.Seq, i, e, prev)
+				}
+			} else {
+				bySeq[e.Seq] = e
+			}
+		}
+	}
+}
+
+func (c *testCluster) detections(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dets[kind]
+}
+
+func TestNormalCase(t *testing.T) {
+	for _, n := range []int{4, 7} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c := newTestCluster(t, n, 1, nil)
+			c.propose(ctx, 1, 40, "op")
+			all := make([]int, n)
+			for i := range all {
+				all[i] = i
+			}
+			c.checkAgreement(ctx, all, 40)
+			for i, node := range c.nodes {
+				st := node.Status()
+				if st.View != 0 || st.Stable < 32 {
+					t.Errorf("replica %d: %+v, want view 0 and a stable checkpoint >= 32", i, st)
+				}
+				// Garbage collection keeps the log within the window.
+				if st.LogSize > int(c.nodes[i].cfg.Replica.Window) {
+					t.Errorf("replica %d holds %d log entries", i, st.LogSize)
+				}
+			}
+			for _, k := range []string{DetectBadSignature, DetectEquivocation, DetectConflictingDigest} {
+				if d := c.detections(k); d != 0 {
+					t.Errorf("%d %s detections among correct replicas", d, k)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package ass
+
+const raceEnabled = false

@@ -1,0 +1,391 @@
+package dwcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/dwcp/dwcp/metrics"
+)
+
+// Serve accepts sessions on l and receives one migration on each, until ctx
+// ends or the engine is closed; onResult (may be nil) is called with every
+// migration's outcome. It returns nil when stopped, else the accept error.
+func (e *Engine) Serve(ctx context.Context, l Listener, onResult func(*Result, error)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	e.wg.Add(1)
+	e.mu.Unlock()
+	defer e.wg.Done()
+	go func() {
+		select {
+		case <-e.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		sess, err := l.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			e.m.Errors.WithLabelValues(metrics.ComponentEngine, metrics.ErrorNetworkTimeout).Inc()
+			// A failed handshake of one peer (TLS, garbage) is that peer's
+			// problem; a closed listener ends the loop.
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, ErrSessionClosed) {
+				return err
+			}
+			select { // back off so a persistent accept error does not spin
+			case <-time.After(10 * time.Millisecond):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer sess.Close()
+			res, err := e.Receive(ctx, sess)
+			if onResult != nil {
+				onResult(res, err)
+			}
+		})
+	}
+}
+
+// Receive runs the destination side of one migration over sess: it builds
+// the incoming memory (Config.Incoming), applies and verifies every page,
+// and resumes the guest only after the source commits. On error the incoming
+// memory is discarded. The caller closes sess.
+func (e *Engine) Receive(ctx context.Context, sess Session) (*Result, error) {
+	d := &dest{e: e, cfg: e.cfg, mc: newMsgConn(sess), res: &Result{Destination: e.cfg.NodeID}}
+	start := time.Now()
+	err := d.run(ctx)
+	d.res.Duration = time.Since(start)
+	d.res.WireBytes = d.mc.wireSent.Load() + d.mc.wireRecv.Load()
+	if err != nil {
+		e.m.Errors.WithLabelValues(metrics.ComponentEngine, errorType(err)).Inc()
+	}
+	return d.res, err
+}
+
+type dest struct {
+	e   *Engine
+	cfg Config
+	mc  *msgConn
+	res *Result
+
+	hello    helloMsg
+	incoming IncomingMemory
+	dec      PageDecoder
+	hashes   []uint64
+	have     []uint64 // bitmap of pages received at least once
+	missing  int
+	entries  []pageEntry
+	verified bool
+	resumed  bool
+	peerDone bool // the source aborted or said why: no abort back
+	closers  []io.Closer
+}
+
+func (d *dest) run(ctx context.Context) (err error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	replies := make(chan reply, 8)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			f, err := d.mc.recv(runCtx)
+			select {
+			case replies <- reply{f, err}:
+			case <-runCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		cancel()
+		wg.Wait()
+		if err != nil {
+			err = d.cleanup(ctx, err)
+		}
+		for _, c := range d.closers {
+			c.Close()
+		}
+	}()
+
+	next := func(timeout time.Duration) (frame, error) {
+		var timer <-chan time.Time
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			timer = t.C
+		}
+		select {
+		case r := <-replies:
+			if r.err != nil {
+				return frame{}, classify(metrics.ErrorNetworkTimeout, fmt.Errorf("dwcp: receive: %w", r.err))
+			}
+			return r.f, nil
+		case <-runCtx.Done():
+			return frame{}, runCtx.Err()
+		case <-timer:
+			return frame{}, classify(metrics.ErrorNetworkTimeout, fmt.Errorf("dwcp: source silent for %v", timeout))
+		}
+	}
+
+	f, err := next(d.cfg.HandshakeTimeout)
+	if err != nil {
+		return err
+	}
+	if f.typ != msgHello {
+		return protoErr("expected hello, got %s", f.typ)
+	}
+	if err := d.accept(ctx, f.payload); err != nil {
+		return err
+	}
+	roundPages := uint64(0)
+	for {
+		// Between messages the source may be reading and encoding, or the
+		// link may be slow; a whole ReplyTimeout of silence means it is gone.
+		f, err := next(d.cfg.ReplyTimeout)
+		if err != nil {
+			return err
+		}
+		switch f.typ {
+		case msgPages:
+			n, err := d.applyPages(f.payload)
+			if err != nil {
+				return err
+			}
+			roundPages += uint64(n)
+		case msgRoundEnd:
+			m, err := decodeRoundEnd(f.payload)
+			if err != nil {
+				return err
+			}
+			if m.Pages != roundPages {
+				return protoErr("round %d announced %d pages, %d arrived", m.Round, m.Pages, roundPages)
+			}
+			d.res.Rounds = int(m.Round)
+			if err := d.mc.send(ctx, msgRoundAck, roundAckMsg{Round: m.Round, Pages: roundPages, Missing: uint64(d.missing)}.append); err != nil {
+				return classify(metrics.ErrorNetworkTimeout, err)
+			}
+			roundPages = 0
+		case msgSwitchover:
+			m, err := decodeSwitchover(f.payload)
+			if err != nil {
+				return err
+			}
+			d.res.Rounds = int(m.Round)
+			hash := memoryHash(d.hashes)
+			d.res.MemoryHash = hash
+			v := verifiedMsg{OK: true, MemoryHash: hash}
+			switch {
+			case d.missing > 0:
+				v = verifiedMsg{MemoryHash: hash, Reason: fmt.Sprintf("%d pages never arrived", d.missing)}
+			case hash != m.MemoryHash:
+				v = verifiedMsg{MemoryHash: hash, Reason: "whole-memory hash differs"}
+			}
+			if err := d.mc.send(ctx, msgVerified, v.append); err != nil {
+				return classify(metrics.ErrorNetworkTimeout, err)
+			}
+			if !v.OK {
+				d.peerDone = true
+				return classify(metrics.ErrorMemory, fmt.Errorf("%w: %s", ErrVerification, v.Reason))
+			}
+			d.verified = true
+			d.res.Verified = true
+		case msgCommit:
+			if !d.verified {
+				return protoErr("commit before verification")
+			}
+			m, err := decodeCommit(f.payload)
+			if err != nil {
+				return err
+			}
+			d.res.Epoch = m.Epoch
+			done := doneMsg{OK: true}
+			if own := d.cfg.Ownership; own != nil {
+				if err := own.ConfirmResume(ctx, d.hello.VMID, d.cfg.NodeID, m.Epoch); err != nil {
+					done = doneMsg{Reason: fmt.Sprintf("ownership registry does not confirm %s at epoch %d: %v", d.cfg.NodeID, m.Epoch, err)}
+				}
+			}
+			if done.OK {
+				if err := d.incoming.Resume(ctx); err != nil {
+					done = doneMsg{Reason: err.Error()}
+				} else {
+					d.resumed = true
+				}
+			}
+			serr := d.mc.send(ctx, msgDone, done.append)
+			if !done.OK {
+				d.peerDone = true
+				return classify(metrics.ErrorMemory, fmt.Errorf("dwcp: resume guest: %s", done.Reason))
+			}
+			if serr != nil {
+				// The guest runs here and the source committed; it learns
+				// the outcome from the registry or stays paused.
+				return nil
+			}
+			return nil
+		case msgAbort:
+			m, err := decodeAbort(f.payload)
+			if err != nil {
+				return err
+			}
+			d.peerDone = true
+			return fmt.Errorf("%w: %s", ErrAborted, m.Reason)
+		default:
+			return protoErr("unexpected %s from the source", f.typ)
+		}
+	}
+}
+
+func (d *dest) accept(ctx context.Context, payload []byte) error {
+	h, err := decodeHello(payload)
+	if err != nil {
+		return err
+	}
+	d.hello = h
+	d.res.MigrationID, d.res.VMID, d.res.Version, d.res.Source = h.MigrationID, h.VMID, h.Version, h.SourceNode
+	d.res.MemoryBytes = int64(h.PageSize) * int64(h.PageCount)
+	reject := func(reason string) error {
+		d.peerDone = true
+		_ = d.mc.send(ctx, msgHelloAck, helloAckMsg{Reason: reason, DestNode: d.cfg.NodeID}.append)
+		return fmt.Errorf("%w: %s", ErrRejected, reason)
+	}
+	if d.cfg.Incoming == nil {
+		return reject("this engine does not receive migrations (no Incoming configured)")
+	}
+	dec, err := d.cfg.Codecs.NewDecoder(h.Codec, int(h.PageSize))
+	if err != nil {
+		return reject(fmt.Sprintf("codec %d: %v", h.Codec, err))
+	}
+	if c, ok := dec.(io.Closer); ok {
+		d.closers = append(d.closers, c)
+	}
+	spec := IncomingSpec{MigrationID: h.MigrationID, VMID: h.VMID, SourceNode: h.SourceNode,
+		PageSize: int(h.PageSize), PageCount: int(h.PageCount), Version: h.Version}
+	in, err := d.cfg.Incoming(ctx, spec)
+	if err != nil {
+		return reject(fmt.Sprintf("cannot host %s: %v", h.VMID, err))
+	}
+	if in.PageSize() != spec.PageSize || in.PageCount() != spec.PageCount {
+		_ = in.Discard()
+		return reject(fmt.Sprintf("incoming memory has %d pages of %d bytes, source has %d of %d", in.PageCount(), in.PageSize(), spec.PageCount, spec.PageSize))
+	}
+	d.incoming, d.dec = in, dec
+	d.hashes = make([]uint64, spec.PageCount)
+	d.have = make([]uint64, (spec.PageCount+63)/64)
+	d.missing = spec.PageCount
+	if err := d.mc.send(ctx, msgHelloAck, helloAckMsg{OK: true, DestNode: d.cfg.NodeID}.append); err != nil {
+		return classify(metrics.ErrorNetworkTimeout, err)
+	}
+	return nil
+}
+
+// applyPages decodes one batch, checks every page against the source's
+// hash and writes it.
+func (d *dest) applyPages(payload []byte) (int, error) {
+	m, err := decodePages(payload, d.hello.PageCount, d.entries)
+	if err != nil {
+		return 0, err
+	}
+	d.entries = m.Entries[:0]
+	ps := int(d.hello.PageSize)
+	i := 0
+	err = d.dec.DecodeBatch(m.Frame, func(index int, data []byte) error {
+		if i >= len(m.Entries) {
+			return protoErr("codec frame holds more pages than the %d announced", len(m.Entries))
+		}
+		e := m.Entries[i]
+		if index != int(e.Index) {
+			return protoErr("codec frame page %d is %d, announced %d", i, index, e.Index)
+		}
+		if len(data) != ps {
+			return protoErr("page %d decoded to %d bytes, want %d", index, len(data), ps)
+		}
+		h := xxhash.Sum64(data)
+		if h != e.Hash {
+			return classify(metrics.ErrorMemory, fmt.Errorf("%w: page %d decoded with hash %016x, source sent %016x", ErrVerification, index, h, e.Hash))
+		}
+		if err := d.incoming.WritePage(index, data); err != nil {
+			return classify(metrics.ErrorMemory, fmt.Errorf("dwcp: write page %d: %w", index, err))
+		}
+		d.hashes[index] = h
+		if w, bit := &d.have[index/64], uint64(1)<<(index%64); *w&bit == 0 {
+			*w |= bit
+			d.missing--
+		}
+		i++
+		return nil
+	})
+	if err != nil {
+		var ce *classifiedError
+		if !errors.As(err, &ce) && !errors.Is(err, ErrProtocol) {
+			err = classify(metrics.ErrorCompression, fmt.Errorf("dwcp: decode batch: %w", err))
+		}
+		return 0, err
+	}
+	if i != len(m.Entries) {
+		return 0, protoErr("codec frame holds %d pages, %d announced", i, len(m.Entries))
+	}
+	d.res.PagesSent += int64(i)
+	d.res.LogicalBytes += int64(i * ps)
+	return i, nil
+}
+
+// cleanup runs when the migration failed here: tell the source (unless it
+// told us), and discard the copy, unless the registry says ownership has
+// already moved to this node, in which case the guest must run here.
+func (d *dest) cleanup(ctx context.Context, cause error) error {
+	if d.incoming == nil {
+		if !d.peerDone {
+			d.abort(ctx, cause)
+		}
+		return cause
+	}
+	if d.resumed {
+		return cause
+	}
+	if d.verified && d.cfg.Ownership != nil {
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ReplyTimeout)
+		defer cancel()
+		owner, epoch, err := d.cfg.Ownership.Owner(octx, d.hello.VMID)
+		if err == nil && owner == d.cfg.NodeID && epoch > d.hello.OwnerEpoch &&
+			d.cfg.Ownership.ConfirmResume(octx, d.hello.VMID, d.cfg.NodeID, epoch) == nil {
+			if d.incoming.Resume(octx) == nil {
+				d.resumed = true
+				d.res.Epoch = epoch
+				return nil
+			}
+		}
+	}
+	if !d.peerDone {
+		d.abort(ctx, cause)
+	}
+	_ = d.incoming.Discard()
+	return cause
+}
+
+func (d *dest) abort(ctx context.Context, cause error) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	_ = d.mc.send(actx, msgAbort, abortMsg{Reason: cause.Error()}.append)
+}

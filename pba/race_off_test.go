@@ -1,0 +1,5 @@
+//go:build !race
+
+package pba
+
+const raceEnabled = false
