@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -90,11 +91,15 @@ type dest struct {
 
 	hello    helloMsg
 	incoming IncomingMemory
-	dec      PageDecoder
+	lanes    []*destLane
+	laneWG   sync.WaitGroup // lane goroutines
+	pending  sync.WaitGroup // frames handed to lanes, not yet applied
+	laneMu   sync.Mutex
+	laneErr  error
 	hashes   []uint64
 	have     []uint64 // bitmap of pages received at least once
-	missing  int
-	entries  []pageEntry
+	missing  atomic.Int64
+	applied  atomic.Int64 // pages applied, all rounds
 	verified bool
 	resumed  bool
 	peerDone bool // the source aborted or said why: no abort back
@@ -121,6 +126,12 @@ func (d *dest) run(ctx context.Context) (err error) {
 	defer func() {
 		cancel()
 		wg.Wait()
+		for _, l := range d.lanes {
+			close(l.in)
+		}
+		d.laneWG.Wait()
+		d.res.PagesSent = d.applied.Load()
+		d.res.LogicalBytes = d.applied.Load() * int64(d.hello.PageSize)
 		if err != nil {
 			err = d.cleanup(ctx, err)
 		}
@@ -159,7 +170,7 @@ func (d *dest) run(ctx context.Context) (err error) {
 	if err := d.accept(ctx, f.payload); err != nil {
 		return err
 	}
-	roundPages := uint64(0)
+	roundStart := int64(0)
 	for {
 		// Between messages the source may be reading and encoding, or the
 		// link may be slow; a whole ReplyTimeout of silence means it is gone.
@@ -169,36 +180,41 @@ func (d *dest) run(ctx context.Context) (err error) {
 		}
 		switch f.typ {
 		case msgPages:
-			n, err := d.applyPages(f.payload)
-			if err != nil {
+			if err := d.dispatch(f.payload); err != nil {
 				return err
 			}
-			roundPages += uint64(n)
 		case msgRoundEnd:
 			m, err := decodeRoundEnd(f.payload)
 			if err != nil {
 				return err
 			}
+			if err := d.barrier(); err != nil {
+				return err
+			}
+			roundPages := uint64(d.applied.Load() - roundStart)
+			roundStart = d.applied.Load()
 			if m.Pages != roundPages {
 				return protoErr("round %d announced %d pages, %d arrived", m.Round, m.Pages, roundPages)
 			}
 			d.res.Rounds = int(m.Round)
-			if err := d.mc.send(ctx, msgRoundAck, roundAckMsg{Round: m.Round, Pages: roundPages, Missing: uint64(d.missing)}.append); err != nil {
+			if err := d.mc.send(ctx, msgRoundAck, roundAckMsg{Round: m.Round, Pages: roundPages, Missing: uint64(d.missing.Load())}.append); err != nil {
 				return classify(metrics.ErrorNetworkTimeout, err)
 			}
-			roundPages = 0
 		case msgSwitchover:
 			m, err := decodeSwitchover(f.payload)
 			if err != nil {
 				return err
 			}
 			d.res.Rounds = int(m.Round)
+			if err := d.barrier(); err != nil {
+				return err
+			}
 			hash := memoryHash(d.hashes)
 			d.res.MemoryHash = hash
 			v := verifiedMsg{OK: true, MemoryHash: hash}
 			switch {
-			case d.missing > 0:
-				v = verifiedMsg{MemoryHash: hash, Reason: fmt.Sprintf("%d pages never arrived", d.missing)}
+			case d.missing.Load() > 0:
+				v = verifiedMsg{MemoryHash: hash, Reason: fmt.Sprintf("%d pages never arrived", d.missing.Load())}
 			case hash != m.MemoryHash:
 				v = verifiedMsg{MemoryHash: hash, Reason: "whole-memory hash differs"}
 			}
@@ -273,12 +289,16 @@ func (d *dest) accept(ctx context.Context, payload []byte) error {
 	if d.cfg.Incoming == nil {
 		return reject("this engine does not receive migrations (no Incoming configured)")
 	}
-	dec, err := d.cfg.Codecs.NewDecoder(h.Codec, int(h.PageSize))
-	if err != nil {
-		return reject(fmt.Sprintf("codec %d: %v", h.Codec, err))
-	}
-	if c, ok := dec.(io.Closer); ok {
-		d.closers = append(d.closers, c)
+	var decs []PageDecoder
+	for range h.Lanes {
+		dec, err := d.cfg.Codecs.NewDecoder(h.Codec, int(h.PageSize))
+		if err != nil {
+			return reject(fmt.Sprintf("codec %d: %v", h.Codec, err))
+		}
+		if c, ok := dec.(io.Closer); ok {
+			d.closers = append(d.closers, c)
+		}
+		decs = append(decs, dec)
 	}
 	spec := IncomingSpec{MigrationID: h.MigrationID, VMID: h.VMID, SourceNode: h.SourceNode,
 		PageSize: int(h.PageSize), PageCount: int(h.PageCount), Version: h.Version}
@@ -290,27 +310,86 @@ func (d *dest) accept(ctx context.Context, payload []byte) error {
 		_ = in.Discard()
 		return reject(fmt.Sprintf("incoming memory has %d pages of %d bytes, source has %d of %d", in.PageCount(), in.PageSize(), spec.PageCount, spec.PageSize))
 	}
-	d.incoming, d.dec = in, dec
+	d.incoming = in
 	d.hashes = make([]uint64, spec.PageCount)
 	d.have = make([]uint64, (spec.PageCount+63)/64)
-	d.missing = spec.PageCount
+	d.missing.Store(int64(spec.PageCount))
+	for i, dec := range decs {
+		l := &destLane{id: i, dec: dec, in: make(chan []byte, 4)}
+		d.lanes = append(d.lanes, l)
+		d.laneWG.Go(func() { d.runLane(l) })
+	}
 	if err := d.mc.send(ctx, msgHelloAck, helloAckMsg{OK: true, DestNode: d.cfg.NodeID}.append); err != nil {
 		return classify(metrics.ErrorNetworkTimeout, err)
 	}
 	return nil
 }
 
+// destLane decodes the frames of one source lane, in order, on its own
+// goroutine. Lanes own disjoint pages (laneOf), so they write disjoint
+// entries of hashes and words of have.
+type destLane struct {
+	id      int
+	dec     PageDecoder
+	in      chan []byte
+	entries []pageEntry
+}
+
+// dispatch hands a pages payload to its lane.
+func (d *dest) dispatch(payload []byte) error {
+	if err := d.laneError(); err != nil {
+		return err
+	}
+	if len(payload) < 5 {
+		return protoErr("pages: truncated payload of %d bytes", len(payload))
+	}
+	lane := int(payload[4])
+	if lane >= len(d.lanes) {
+		return protoErr("pages: lane %d of %d", lane, len(d.lanes))
+	}
+	d.pending.Add(1)
+	d.lanes[lane].in <- payload
+	return nil
+}
+
+// barrier waits until every dispatched frame is applied.
+func (d *dest) barrier() error {
+	d.pending.Wait()
+	return d.laneError()
+}
+
+func (d *dest) laneError() error {
+	d.laneMu.Lock()
+	defer d.laneMu.Unlock()
+	return d.laneErr
+}
+
+func (d *dest) runLane(l *destLane) {
+	for payload := range l.in {
+		if d.laneError() == nil {
+			if err := d.applyPages(l, payload); err != nil {
+				d.laneMu.Lock()
+				if d.laneErr == nil {
+					d.laneErr = err
+				}
+				d.laneMu.Unlock()
+			}
+		}
+		d.pending.Done()
+	}
+}
+
 // applyPages decodes one batch, checks every page against the source's
 // hash and writes it.
-func (d *dest) applyPages(payload []byte) (int, error) {
-	m, err := decodePages(payload, d.hello.PageCount, d.entries)
+func (d *dest) applyPages(l *destLane, payload []byte) error {
+	m, err := decodePages(payload, d.hello.PageCount, len(d.lanes), l.entries)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	d.entries = m.Entries[:0]
+	l.entries = m.Entries[:0]
 	ps := int(d.hello.PageSize)
 	i := 0
-	err = d.dec.DecodeBatch(m.Frame, func(index int, data []byte) error {
+	err = l.dec.DecodeBatch(m.Frame, func(index int, data []byte) error {
 		if i >= len(m.Entries) {
 			return protoErr("codec frame holds more pages than the %d announced", len(m.Entries))
 		}
@@ -331,7 +410,7 @@ func (d *dest) applyPages(payload []byte) (int, error) {
 		d.hashes[index] = h
 		if w, bit := &d.have[index/64], uint64(1)<<(index%64); *w&bit == 0 {
 			*w |= bit
-			d.missing--
+			d.missing.Add(-1)
 		}
 		i++
 		return nil
@@ -341,14 +420,13 @@ func (d *dest) applyPages(payload []byte) (int, error) {
 		if !errors.As(err, &ce) && !errors.Is(err, ErrProtocol) {
 			err = classify(metrics.ErrorCompression, fmt.Errorf("dwcp: decode batch: %w", err))
 		}
-		return 0, err
+		return err
 	}
 	if i != len(m.Entries) {
-		return 0, protoErr("codec frame holds %d pages, %d announced", i, len(m.Entries))
+		return protoErr("codec frame holds %d pages, %d announced", i, len(m.Entries))
 	}
-	d.res.PagesSent += int64(i)
-	d.res.LogicalBytes += int64(i * ps)
-	return i, nil
+	d.applied.Add(int64(i))
+	return nil
 }
 
 // cleanup runs when the migration failed here: tell the source (unless it

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -59,6 +60,10 @@ type Config struct {
 	BatchPages int
 	// Pipeline is how many encoded batches may wait for the transport.
 	Pipeline int
+	// Lanes is how many pages encoders (and decoders) v3 runs in parallel,
+	// like QEMU's multifd channels; v1 always uses one. Default
+	// min(GOMAXPROCS, 4).
+	Lanes int
 	// AutoConverge throttles guests that dirty too fast.
 	AutoConverge AutoConvergeConfig
 	// HandshakeTimeout bounds the hello exchange; ReplyTimeout bounds each
@@ -84,6 +89,7 @@ func DefaultConfig() Config {
 		MaxRounds:        30,
 		BatchPages:       256,
 		Pipeline:         8,
+		Lanes:            min(runtime.GOMAXPROCS(0), 4),
 		AutoConverge:     AutoConvergeConfig{Initial: 20, Increment: 10, Max: 99, TriggerRatio: 0.5, RoundsAtMax: 2},
 		HandshakeTimeout: 10 * time.Second,
 		ReplyTimeout:     60 * time.Second,
@@ -115,6 +121,9 @@ func (c Config) withDefaults() Config {
 	if c.Pipeline == 0 {
 		c.Pipeline = d.Pipeline
 	}
+	if c.Lanes == 0 {
+		c.Lanes = d.Lanes
+	}
 	if c.AutoConverge == (AutoConvergeConfig{}) {
 		c.AutoConverge = d.AutoConverge
 	}
@@ -142,6 +151,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dwcp: batch pages %d is outside [1, 4096]", c.BatchPages)
 	case c.Pipeline < 1 || c.Pipeline > 1024:
 		return fmt.Errorf("dwcp: pipeline %d is outside [1, 1024]", c.Pipeline)
+	case c.Lanes < 1 || c.Lanes > maxLanes:
+		return fmt.Errorf("dwcp: lanes %d is outside [1, %d]", c.Lanes, maxLanes)
 	case c.HandshakeTimeout < 0 || c.ReplyTimeout < 0 || c.SampleInterval < 0:
 		return fmt.Errorf("dwcp: negative timeout or interval")
 	case len(c.NodeID) > maxString:

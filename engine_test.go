@@ -16,13 +16,13 @@ import (
 // harness is a source and a destination engine plus the incoming guests the
 // destination created.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	src, dst *Engine
 	mu       sync.Mutex
 	incoming []*SyntheticVM
 }
 
-func newHarness(t *testing.T, mutate func(c *Config)) *harness {
+func newHarness(t testing.TB, mutate func(c *Config)) *harness {
 	t.Helper()
 	h := &harness{t: t}
 	base := func(node string) Config {

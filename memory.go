@@ -25,8 +25,9 @@ import (
 //   - Pause stops every write to memory before it returns; Resume lets the
 //     guest run again. Both are idempotent.
 //
-// ReadPage and CollectDirty may be called from one goroutine at a time; Pause
-// and Resume from any goroutine.
+// ReadPage may be called from several goroutines at once (v3 reads through
+// parallel lanes); CollectDirty from one goroutine at a time; Pause and
+// Resume from any goroutine.
 type GuestMemory interface {
 	PageSize() int
 	PageCount() int
@@ -46,8 +47,9 @@ type Throttler interface {
 }
 
 // IncomingMemory is the destination side's memory of a guest under
-// migration. The engine writes pages into it from one goroutine, reads them
-// back only through its own hashes, and calls Resume once the migration has
+// migration. The engine writes pages into it, from several goroutines at
+// once but never the same page concurrently (v3 decodes in parallel lanes),
+// checks them against the source's hashes, and calls Resume once the migration has
 // been verified and ownership handed over. Discard is called instead of
 // Resume when the migration fails: the incoming copy must never run.
 type IncomingMemory interface {

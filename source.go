@@ -147,7 +147,7 @@ type source struct {
 
 	ps, n   int
 	hashes  []uint64
-	enc     PageEncoder
+	lanes   []*lane
 	codec   uint8
 	fc      BandwidthForecaster
 	epoch   uint64
@@ -160,16 +160,14 @@ type source struct {
 	sendErr error
 	sendMu  sync.Mutex
 
-	pageBuf  []byte
-	pages    []Page
-	entries  []pageEntry
-	progress Progress
-	lastProg time.Time
-	lastWire int64
-	lastBusy int64
-	lastRate float64
-	sendBusy atomic.Int64  // nanoseconds the sender spent in the transport
-	cpu      time.Duration // time spent reading, hashing and encoding
+	sentPages  atomic.Int64 // pages queued, all rounds
+	roundStart int64        // sentPages when the current round started
+	progress   Progress
+	lastProg   time.Time
+	lastWire   int64
+	lastBusy   int64
+	lastRate   float64
+	sendBusy   atomic.Int64 // nanoseconds the sender spent in the transport
 
 	throttle   int
 	planned    bool
@@ -209,13 +207,25 @@ func (s *source) run(ctx context.Context) (res *Result, err error) {
 		res.Epoch = epoch
 	}
 
-	enc, codec, err := s.cfg.Codecs.NewEncoder(s.req.Version, s.ps)
-	if err != nil {
-		return res, classify(metrics.ErrorCompression, fmt.Errorf("dwcp: encoder for %s: %w", s.req.Version, err))
+	nLanes := 1
+	if s.req.Version == V3 {
+		nLanes = s.cfg.Lanes
 	}
-	s.enc, s.codec = enc, codec
-	if c, ok := enc.(io.Closer); ok {
-		defer c.Close()
+	for i := range nLanes {
+		enc, codec, err := s.cfg.Codecs.NewEncoder(s.req.Version, s.ps)
+		if err != nil {
+			return res, classify(metrics.ErrorCompression, fmt.Errorf("dwcp: encoder for %s: %w", s.req.Version, err))
+		}
+		if c, ok := enc.(io.Closer); ok {
+			defer c.Close()
+		}
+		s.codec = codec
+		s.lanes = append(s.lanes, &lane{
+			id: i, enc: enc,
+			pageBuf: make([]byte, s.cfg.BatchPages*s.ps),
+			pages:   make([]Page, s.cfg.BatchPages),
+			entries: make([]pageEntry, s.cfg.BatchPages),
+		})
 	}
 	if s.cfg.NewForecaster != nil {
 		s.fc = s.cfg.NewForecaster(s.req.Version)
@@ -379,7 +389,7 @@ func (s *source) handshake() error {
 	s.report(PhaseHandshake, true)
 	h := helloMsg{
 		MigrationID: s.res.MigrationID, VMID: s.req.VMID, SourceNode: s.cfg.NodeID,
-		Version: s.req.Version, Codec: s.codec,
+		Version: s.req.Version, Codec: s.codec, Lanes: uint8(len(s.lanes)),
 		PageSize: uint32(s.ps), PageCount: uint32(s.n), OwnerEpoch: s.epoch,
 	}
 	t0 := time.Now()
@@ -410,9 +420,6 @@ func (s *source) handshake() error {
 
 func (s *source) precopy(ctx context.Context) error {
 	s.hashes = make([]uint64, s.n)
-	s.pageBuf = make([]byte, s.cfg.BatchPages*s.ps)
-	s.pages = make([]Page, s.cfg.BatchPages)
-	s.entries = make([]pageEntry, s.cfg.BatchPages)
 	s.mem.CollectDirty(nil) // everything is sent in round 1
 	pages := make([]int, s.n)
 	for i := range pages {
@@ -504,10 +511,12 @@ func (s *source) predict(stat RoundStat, dirty int) (time.Duration, float64) {
 // applied it.
 func (s *source) round(round int, pages []int) (RoundStat, error) {
 	t0 := time.Now()
-	wire0, busy0, cpu0 := s.mc.wireSent.Load(), s.sendBusy.Load(), s.cpu
-	s.progress.Round, s.progress.RoundPages, s.progress.RoundPagesSent = round, len(pages), 0
+	wire0, busy0 := s.mc.wireSent.Load(), s.sendBusy.Load()
+	s.progress.Round, s.progress.RoundPages = round, len(pages)
+	s.roundStart = s.sentPages.Load()
 	s.report(PhasePreCopy, true)
-	if err := s.sendPages(round, pages, PhasePreCopy); err != nil {
+	cpu, err := s.sendPages(round, pages, PhasePreCopy)
+	if err != nil {
 		return RoundStat{}, err
 	}
 	if err := s.pushControl(msgRoundEnd, roundEndMsg{Round: uint32(round), Pages: uint64(len(pages))}.append); err != nil {
@@ -526,7 +535,7 @@ func (s *source) round(round int, pages []int) (RoundStat, error) {
 	}
 	d := time.Since(t0)
 	wire := s.mc.wireSent.Load() - wire0
-	st := RoundStat{Round: round, Pages: len(pages), WireBytes: wire, Duration: d, CPU: s.cpu - cpu0}
+	st := RoundStat{Round: round, Pages: len(pages), WireBytes: wire, Duration: d, CPU: cpu}
 	// The acknowledged delivery time includes one round trip that carries
 	// no data; leave it out so short rounds do not look like a slow link.
 	if eff := d - s.rtt; eff > d/4 {
@@ -566,8 +575,11 @@ func (s *source) steer() {
 	if !ok || point <= 0 {
 		return
 	}
-	if lb, ok := s.enc.(LinkBandwidthSetter); ok {
-		lb.SetLinkBandwidth(point)
+	for _, l := range s.lanes {
+		// Each lane has its share of the link.
+		if lb, ok := l.enc.(LinkBandwidthSetter); ok {
+			lb.SetLinkBandwidth(point / float64(len(s.lanes)))
+		}
 	}
 	if h, ok := s.sess.(StreamHinter); ok && s.req.Streams == 0 {
 		h.SetStreamHint(streamsFor(point, s.rtt))
@@ -583,15 +595,79 @@ func streamsFor(bps float64, rtt time.Duration) int {
 	return min(max(int(bdp/(4<<20))+1, 1), 16)
 }
 
-// sendPages reads, hashes and encodes pages in batches and queues them.
-func (s *source) sendPages(round int, pages []int, phase Phase) error {
+// lane is one encoder with its buffers. v3 splits each round's pages over
+// several lanes by 64-page chunk (laneOf), encoded in parallel like QEMU's
+// multifd channels; a page always goes through the same lane, so each
+// lane's encoder keeps the previous versions its deltas refer to. v1 has one
+// lane.
+type lane struct {
+	id      int
+	enc     PageEncoder
+	pageBuf []byte
+	pages   []Page
+	entries []pageEntry
+	cpu     time.Duration // reading, hashing and encoding
+	work    []int
+}
+
+// laneOf assigns pages to lanes in 64-page chunks: one chunk is one word of
+// the destination's arrival bitmap, so lanes never share a word.
+func laneOf(page, lanes int) int { return (page / 64) % lanes }
+
+// sendPages reads, hashes and encodes pages and queues the frames; it
+// returns the critical path of the CPU work (the slowest lane).
+func (s *source) sendPages(round int, pages []int, phase Phase) (time.Duration, error) {
+	if len(s.lanes) == 1 {
+		l := s.lanes[0]
+		cpu0 := l.cpu
+		err := s.encodeLane(l, round, pages, func() { s.report(phase, false) })
+		return l.cpu - cpu0, err
+	}
+	for _, l := range s.lanes {
+		l.work = l.work[:0]
+	}
+	for _, p := range pages {
+		l := s.lanes[laneOf(p, len(s.lanes))]
+		l.work = append(l.work, p)
+	}
+	cpu0 := make([]time.Duration, len(s.lanes))
+	errs := make([]error, len(s.lanes))
+	var wg sync.WaitGroup
+	for i, l := range s.lanes {
+		cpu0[i] = l.cpu
+		if len(l.work) > 0 {
+			wg.Go(func() { errs[i] = s.encodeLane(l, round, l.work, nil) })
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	tick := time.NewTicker(s.cfg.SampleInterval)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-tick.C:
+			s.report(phase, false)
+		}
+	}
+	var cpu time.Duration
+	for i, l := range s.lanes {
+		cpu = max(cpu, l.cpu-cpu0[i])
+	}
+	return cpu, errors.Join(errs...)
+}
+
+// encodeLane encodes pages (all of lane l) in batches. It runs on its own
+// goroutine when there are several lanes: it writes only its pages' hashes.
+func (s *source) encodeLane(l *lane, round int, pages []int, afterBatch func()) error {
 	for i := 0; i < len(pages); i += s.cfg.BatchPages {
 		t0 := time.Now()
 		idx := pages[i:min(i+s.cfg.BatchPages, len(pages))]
-		batch := s.pages[:len(idx)]
-		entries := s.entries[:len(idx)]
+		batch := l.pages[:len(idx)]
+		entries := l.entries[:len(idx)]
 		for j, p := range idx {
-			data := s.pageBuf[j*s.ps : (j+1)*s.ps]
+			data := l.pageBuf[j*s.ps : (j+1)*s.ps]
 			if err := s.mem.ReadPage(p, data); err != nil {
 				return classify(metrics.ErrorMemory, fmt.Errorf("dwcp: read page %d: %w", p, err))
 			}
@@ -605,19 +681,19 @@ func (s *source) sendPages(round int, pages []int, phase Phase) error {
 		case buf = <-s.free:
 		default:
 		}
-		buf = appendPagesHeader(startFrame(buf), uint32(round), entries)
-		buf, err := s.enc.EncodeBatch(buf, batch)
+		buf = appendPagesHeader(startFrame(buf), uint32(round), uint8(l.id), entries)
+		buf, err := l.enc.EncodeBatch(buf, batch)
 		if err != nil {
 			return classify(metrics.ErrorCompression, fmt.Errorf("dwcp: encode round %d: %w", round, err))
 		}
-		s.cpu += time.Since(t0)
+		l.cpu += time.Since(t0)
 		if err := s.push(msgPages, buf); err != nil {
 			return err
 		}
-		s.res.PagesSent += int64(len(idx))
-		s.res.LogicalBytes += int64(len(idx) * s.ps)
-		s.progress.RoundPagesSent += len(idx)
-		s.report(phase, false)
+		s.sentPages.Add(int64(len(idx)))
+		if afterBatch != nil {
+			afterBatch()
+		}
 	}
 	return nil
 }
@@ -641,6 +717,10 @@ func (s *source) report(phase Phase, force bool) {
 	}
 	s.lastProg, s.lastWire, s.lastBusy = now, wire, busy
 	p := &s.progress
+	sent := s.sentPages.Load()
+	s.res.PagesSent = sent
+	s.res.LogicalBytes = sent * int64(s.ps)
+	p.RoundPagesSent = int(sent - s.roundStart)
 	p.Phase = phase
 	p.TotalPages = s.n
 	p.LogicalBytes = s.res.LogicalBytes
@@ -677,9 +757,10 @@ func (s *source) stopAndCopy(ctx context.Context, round int, dirty []int) error 
 	final = append(final, dirty...)
 	slices.Sort(final)
 	final = slices.Compact(final)
-	s.progress.Round, s.progress.RoundPages, s.progress.RoundPagesSent = round, len(final), 0
+	s.progress.Round, s.progress.RoundPages = round, len(final)
+	s.roundStart = s.sentPages.Load()
 	s.report(PhaseStopAndCopy, true)
-	if err := s.sendPages(round, final, PhaseStopAndCopy); err != nil {
+	if _, err := s.sendPages(round, final, PhaseStopAndCopy); err != nil {
 		return err
 	}
 	s.res.Rounds = round

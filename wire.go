@@ -234,6 +234,7 @@ type helloMsg struct {
 	PageSize    uint32
 	PageCount   uint32
 	OwnerEpoch  uint64
+	Lanes       uint8
 }
 
 func (m helloMsg) append(b []byte) []byte {
@@ -243,7 +244,8 @@ func (m helloMsg) append(b []byte) []byte {
 	b = append(b, byte(m.Version), m.Codec)
 	b = binary.LittleEndian.AppendUint32(b, m.PageSize)
 	b = binary.LittleEndian.AppendUint32(b, m.PageCount)
-	return binary.LittleEndian.AppendUint64(b, m.OwnerEpoch)
+	b = binary.LittleEndian.AppendUint64(b, m.OwnerEpoch)
+	return append(b, m.Lanes)
 }
 
 func decodeHello(p []byte) (helloMsg, error) {
@@ -257,6 +259,7 @@ func decodeHello(p []byte) (helloMsg, error) {
 		PageSize:    r.u32("page size"),
 		PageCount:   r.u32("page count"),
 		OwnerEpoch:  r.u64("owner epoch"),
+		Lanes:       r.u8("lanes"),
 	}
 	if err := r.done("hello"); err != nil {
 		return m, err
@@ -272,6 +275,9 @@ func decodeHello(p []byte) (helloMsg, error) {
 	}
 	if m.PageCount == 0 {
 		return m, protoErr("hello: zero pages")
+	}
+	if m.Lanes == 0 || m.Lanes > maxLanes {
+		return m, protoErr("hello: %d lanes, want 1..%d", m.Lanes, maxLanes)
 	}
 	if m.VMID == "" || m.MigrationID == "" {
 		return m, protoErr("hello: empty vm or migration id")
@@ -297,10 +303,14 @@ func decodeHelloAck(p []byte) (helloAckMsg, error) {
 	return m, r.done("hello-ack")
 }
 
-// pagesMsg carries one codec frame with the index and xxhash64 of every page
-// in it, in frame order. pageEntry is 12 bytes on the wire.
+// maxLanes bounds the parallel codec lanes of a migration.
+const maxLanes = 16
+
+// pagesMsg carries one codec frame of one lane with the index and xxhash64
+// of every page in it, in frame order. pageEntry is 12 bytes on the wire.
 type pagesMsg struct {
 	Round   uint32
+	Lane    uint8
 	Entries []pageEntry
 	Frame   []byte // aliases the input on decode
 }
@@ -312,8 +322,9 @@ type pageEntry struct {
 
 const pageEntrySize = 12
 
-func appendPagesHeader(b []byte, round uint32, entries []pageEntry) []byte {
+func appendPagesHeader(b []byte, round uint32, lane uint8, entries []pageEntry) []byte {
 	b = binary.LittleEndian.AppendUint32(b, round)
+	b = append(b, lane)
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(entries)))
 	for _, e := range entries {
 		b = binary.LittleEndian.AppendUint32(b, e.Index)
@@ -323,10 +334,10 @@ func appendPagesHeader(b []byte, round uint32, entries []pageEntry) []byte {
 }
 
 // decodePages parses a pages payload, reusing entries' storage. pageCount
-// bounds the indices.
-func decodePages(p []byte, pageCount uint32, entries []pageEntry) (pagesMsg, error) {
+// bounds the indices; every page must belong to the frame's lane.
+func decodePages(p []byte, pageCount uint32, lanes int, entries []pageEntry) (pagesMsg, error) {
 	r := reader{b: p}
-	m := pagesMsg{Round: r.u32("round")}
+	m := pagesMsg{Round: r.u32("round"), Lane: r.u8("lane")}
 	n := r.u32("page count")
 	if r.err != nil {
 		return m, fmt.Errorf("pages: %w", r.err)
@@ -337,11 +348,17 @@ func decodePages(p []byte, pageCount uint32, entries []pageEntry) (pagesMsg, err
 	if n == 0 {
 		return m, protoErr("pages: empty batch")
 	}
+	if int(m.Lane) >= lanes {
+		return m, protoErr("pages: lane %d of %d", m.Lane, lanes)
+	}
 	entries = entries[:0]
 	for range n {
 		e := pageEntry{Index: r.u32("index"), Hash: r.u64("hash")}
 		if e.Index >= pageCount {
 			return m, protoErr("pages: page index %d out of range [0, %d)", e.Index, pageCount)
+		}
+		if laneOf(int(e.Index), lanes) != int(m.Lane) {
+			return m, protoErr("pages: page %d does not belong to lane %d of %d", e.Index, m.Lane, lanes)
 		}
 		entries = append(entries, e)
 	}

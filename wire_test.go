@@ -11,9 +11,9 @@ func TestFrameRoundTrip(t *testing.T) {
 		t msgType
 		p []byte
 	}{
-		{msgHello, helloMsg{MigrationID: "m", VMID: "vm", SourceNode: "a", Version: V3, Codec: codecHDEAdaptive, PageSize: 4096, PageCount: 10, OwnerEpoch: 7}.append(nil)},
+		{msgHello, helloMsg{MigrationID: "m", VMID: "vm", SourceNode: "a", Version: V3, Codec: codecHDEAdaptive, PageSize: 4096, PageCount: 10, OwnerEpoch: 7, Lanes: 2}.append(nil)},
 		{msgHelloAck, helloAckMsg{OK: true, DestNode: "b"}.append(nil)},
-		{msgPages, append(appendPagesHeader(nil, 1, []pageEntry{{Index: 3, Hash: 99}}), 1, 2, 3)},
+		{msgPages, append(appendPagesHeader(nil, 1, 0, []pageEntry{{Index: 3, Hash: 99}}), 1, 2, 3)},
 		{msgRoundEnd, roundEndMsg{Round: 1, Pages: 1}.append(nil)},
 		{msgRoundAck, roundAckMsg{Round: 1, Pages: 1, Missing: 9}.append(nil)},
 		{msgSwitchover, switchoverMsg{Round: 2, MemoryHash: 5}.append(nil)},
@@ -69,12 +69,14 @@ func TestDecodePagesRejects(t *testing.T) {
 		p    []byte
 	}{
 		{"empty", nil},
-		{"no entries", appendPagesHeader(nil, 1, nil)},
-		{"index out of range", appendPagesHeader(nil, 1, []pageEntry{{Index: 10}})},
+		{"no entries", appendPagesHeader(nil, 1, 0, nil)},
+		{"wrong lane", appendPagesHeader(nil, 1, 1, []pageEntry{{Index: 3}})},
+		{"lane out of range", appendPagesHeader(nil, 1, 2, []pageEntry{{Index: 3}})},
+		{"index out of range", appendPagesHeader(nil, 1, 0, []pageEntry{{Index: 10}})},
 		{"count beyond payload", []byte{1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := decodePages(tc.p, 10, nil); !errors.Is(err, ErrProtocol) {
+			if _, err := decodePages(tc.p, 10, 2, nil); !errors.Is(err, ErrProtocol) {
 				t.Fatalf("want ErrProtocol, got %v", err)
 			}
 		})
@@ -90,7 +92,7 @@ func decodePayload(f frame, pageCount uint32) error {
 	case msgHelloAck:
 		_, err = decodeHelloAck(f.payload)
 	case msgPages:
-		_, err = decodePages(f.payload, pageCount, nil)
+		_, err = decodePages(f.payload, pageCount, 2, nil)
 	case msgRoundEnd:
 		_, err = decodeRoundEnd(f.payload)
 	case msgRoundAck:
@@ -113,8 +115,8 @@ func decodePayload(f frame, pageCount uint32) error {
 // must return an ErrProtocol error or a value that re-encodes to the same
 // bytes, never panic.
 func FuzzFrame(f *testing.F) {
-	f.Add(appendFrame(nil, msgHello, 1, helloMsg{MigrationID: "m", VMID: "vm", SourceNode: "a", Version: V1, Codec: codecHDEBaseline, PageSize: 4096, PageCount: 1 << 20}.append(nil)))
-	f.Add(appendFrame(nil, msgPages, 2, append(appendPagesHeader(nil, 3, []pageEntry{{1, 2}, {3, 4}}), "frame"...)))
+	f.Add(appendFrame(nil, msgHello, 1, helloMsg{MigrationID: "m", VMID: "vm", SourceNode: "a", Version: V1, Codec: codecHDEBaseline, PageSize: 4096, PageCount: 1 << 20, Lanes: 1}.append(nil)))
+	f.Add(appendFrame(nil, msgPages, 2, append(appendPagesHeader(nil, 3, 0, []pageEntry{{1, 2}, {3, 4}}), "frame"...)))
 	f.Add(appendFrame(nil, msgVerified, 3, verifiedMsg{Reason: "whole-memory hash differs"}.append(nil)))
 	f.Add(appendFrame(nil, msgAbort, 4, abortMsg{Reason: "x"}.append(nil)))
 	f.Add([]byte("DW\x01\x03"))
@@ -138,8 +140,8 @@ func FuzzFrame(f *testing.F) {
 // FuzzPayloads decodes arbitrary payloads directly (past the checksum, which
 // a fuzzer rarely gets right).
 func FuzzPayloads(f *testing.F) {
-	f.Add(uint8(msgHello), helloMsg{MigrationID: "m", VMID: "vm", Version: V3, PageSize: 4096, PageCount: 3}.append(nil))
-	f.Add(uint8(msgPages), appendPagesHeader(nil, 1, []pageEntry{{0, 1}}))
+	f.Add(uint8(msgHello), helloMsg{MigrationID: "m", VMID: "vm", Version: V3, PageSize: 4096, PageCount: 3, Lanes: 4}.append(nil))
+	f.Add(uint8(msgPages), appendPagesHeader(nil, 1, 0, []pageEntry{{0, 1}}))
 	f.Add(uint8(msgRoundAck), roundAckMsg{Round: 1}.append(nil))
 	f.Fuzz(func(t *testing.T, typ uint8, p []byte) {
 		fr := frame{typ: msgType(typ%uint8(msgAbort) + 1), seq: 1, payload: p}

@@ -63,7 +63,7 @@ type Config struct {
 	// kernel's auto-tuning, which is usually better.
 	SocketBuffer int
 	// UnsentLimit bounds the bytes waiting unsent in each socket
-	// (TCP_NOTSENT_LOWAT; default 2*FrameSize, -1 disables). Without it a
+	// (TCP_NOTSENT_LOWAT; default FrameSize, -1 disables). Without it a
 	// stream's kernel buffer can hold seconds of data on a slow path, and
 	// frames queued there hold up in-order delivery.
 	UnsentLimit int
@@ -152,7 +152,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.HysteresisSamples, d.HysteresisSamples)
 	setInt(&c.AcceptBacklog, d.AcceptBacklog)
 	if c.UnsentLimit == 0 {
-		c.UnsentLimit = 2 * c.FrameSize
+		c.UnsentLimit = c.FrameSize
 	}
 	setDur(&c.HandshakeTimeout, d.HandshakeTimeout)
 	setDur(&c.ReconnectTimeout, d.ReconnectTimeout)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -155,6 +156,7 @@ type Session struct {
 	bytesSent, bytesAcked, bytesDelivered uint64
 	prevAcked, prevDelivered              uint64
 	lastGoodput                           float64
+	peakGoodput                           float64
 	reconnects                            int
 	windowWaits                           uint64
 	holDups                               uint64
@@ -1237,35 +1239,50 @@ func (s *Session) unblockHead(now time.Time) {
 	if s.ackRecv >= s.nextSeq || s.live < 2 {
 		return
 	}
-	f := s.unacked[s.ackRecv%uint64(s.sendWindow)]
-	if f == nil || !f.sent || f.queued || f.acked || f.writers > 0 || f.sentOn == nil {
-		return
+	// A frame handed to the kernel still waits behind up to UnsentLimit
+	// bytes of its stream, which drain at about the stream's share of the
+	// goodput; only a frame much later than that is stuck.
+	limit := 3*s.minRTTLocked() + 100*time.Millisecond
+	if rate := max(s.lastGoodput, s.peakGoodput/2) / float64(s.live); rate > 0 {
+		queued := float64(max(s.cfg.UnsentLimit, 0) + s.sendFrame)
+		limit += time.Duration(2 * queued / rate * float64(time.Second))
 	}
-	limit := 4*s.minRTTLocked() + 200*time.Millisecond
-	if now.Sub(f.sentAt) < limit || now.Sub(f.dupAt) < limit {
-		return
-	}
-	var best *stream
-	for _, st := range s.streams {
-		if st == nil || st == f.sentOn || st.dead || st.retired || st.urgent != nil {
+	w := uint64(s.sendWindow)
+	// Look at the oldest few frames: with many streams, several can be
+	// stuck in recovery at once, and each holds up everything behind it.
+	for seq := s.ackRecv; seq < s.nextSeq && seq < s.ackRecv+holScan; seq++ {
+		f := s.unacked[seq%w]
+		if f == nil || !f.sent || f.queued || f.acked || f.writers > 0 || f.sentOn == nil {
 			continue
 		}
-		if best == nil || st.busy.Load() < best.busy.Load() {
-			best = st
+		if now.Sub(f.sentAt) < limit || now.Sub(f.dupAt) < limit {
+			continue
+		}
+		var best *stream
+		for _, st := range s.streams {
+			if st == nil || st == f.sentOn || st.dead || st.retired || st.urgent != nil {
+				continue
+			}
+			if best == nil || st.busy.Load() < best.busy.Load() {
+				best = st
+			}
+		}
+		if best == nil {
+			return
+		}
+		f.dupAt = now
+		f.queued = true
+		best.urgent = f
+		s.holDups++
+		select {
+		case best.wake <- struct{}{}:
+		default:
 		}
 	}
-	if best == nil {
-		return
-	}
-	f.dupAt = now
-	f.queued = true
-	best.urgent = f
-	s.holDups++
-	select {
-	case best.wake <- struct{}{}:
-	default:
-	}
 }
+
+// holScan is how many of the oldest unacknowledged frames unblockHead checks.
+const holScan = 16
 
 func (s *Session) measure(now time.Time, dt time.Duration) {
 	s.mu.Lock()
@@ -1290,6 +1307,8 @@ func (s *Session) measure(now time.Time, dt time.Duration) {
 	s.m.Throughput.WithLabelValues(s.trName).Add(goodput - s.lastGoodput)
 	s.m.AMSTThroughputGbps.Add((goodput - s.lastGoodput) * 8 / 1e9)
 	s.lastGoodput = goodput
+	// The peak decays by half every 10 s so that it follows a slower path.
+	s.peakGoodput = max(goodput, s.peakGoodput*math.Pow(0.5, dt.Seconds()/10))
 	s.mu.Unlock()
 
 	if stalled != nil {

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -144,6 +145,33 @@ func TestTLSMutualAuth(t *testing.T) {
 			}
 		})
 	}
+	t.Run("killed connections are redialled under TLS", func(t *testing.T) {
+		kt := &killTransport{Transport: &TCPTransport{}}
+		ccfg := testConfig(8, kt)
+		ccfg.TLS = clientTLS(ca.issue(t, "client", x509.ExtKeyUsageClientAuth))
+		client, err := Dial(ctx, addr, ccfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := l.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer server.Close()
+		data := randomBytes(8<<20, 11)
+		go func() { client.Write(data); client.Close() }()
+		go func() {
+			r := mrand.New(mrand.NewPCG(3, 4))
+			for i := 0; i < 4; i++ {
+				time.Sleep(10 * time.Millisecond)
+				kt.killRandom(r)
+			}
+		}()
+		got, err := io.ReadAll(server)
+		if err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+			t.Fatalf("received %d bytes (err %v), want %d identical", len(got), err, len(data))
+		}
+	})
 	t.Run("plain TCP client", func(t *testing.T) {
 		s, err := Dial(ctx, addr, testConfig(1, nil), nil)
 		if err == nil {

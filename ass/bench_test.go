@@ -17,8 +17,9 @@ func seedState(r *Replica, m *ORMap) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, k := range r.state.mergeOwned(m.Clone().(*ORMap)) {
-		r.index.update(k, r.state.entries[k])
+		r.index.touch(k)
 	}
+	r.index.refresh(r.state)
 }
 
 func bigMap(keys, valueSize int) *ORMap {
@@ -42,6 +43,9 @@ func syncBytes(tb testing.TB, keys int, pct float64) (delta, digest, full int64)
 	measure := func(loseDeltas bool) int64 {
 		c := newSimCluster(tb, 1, 2, false)
 		for _, r := range c.reps {
+			d := DefaultConfig("", "")
+			r.cfg.MaxBatchBytes, r.cfg.MaxInflightBytes, r.cfg.MaxBufferBytes = d.MaxBatchBytes, d.MaxInflightBytes, d.MaxBufferBytes
+			r.cfg.MaxFrameBytes = d.MaxFrameBytes
 			seedState(r, base)
 			r.tick(c.now) // the start-up digests: the replicas already agree
 		}

@@ -80,12 +80,9 @@ func (c *PNCounter) encode(e *encoder) { c.p.encode(e); c.n.encode(e) }
 func (r *LWWRegister) encode(e *encoder) { e.timestamp(r.ts); e.bytes(r.value) }
 
 func (r *MVRegister) encode(e *encoder) {
-	dots := make(dotSet, len(r.values))
-	for d := range r.values {
-		dots[d] = struct{}{}
-	}
+	dots := r.dots()
 	e.uvarint(uint64(len(dots)))
-	for _, d := range dots.sorted() {
+	for _, d := range dots {
 		e.string(d.Node)
 		e.uvarint(d.Counter)
 		e.bytes(r.values[d])
@@ -237,18 +234,19 @@ func (d *decoder) string() string { return string(d.bytes()) }
 
 func (d *decoder) dots() dotSet {
 	n := d.count(2)
-	s := make(dotSet, n)
-	var prev Dot
+	if n == 0 {
+		return nil
+	}
+	s := make(dotSet, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		dot := Dot{Node: d.string(), Counter: d.uvarint()}
 		if dot.Counter == 0 {
 			d.fail("dot counter 0")
 		}
-		if i > 0 && !dotLess(prev, dot) {
+		if i > 0 && !dotLess(s[i-1], dot) {
 			d.fail("dots not in canonical order")
 		}
-		prev = dot
-		s[dot] = struct{}{}
+		s = append(s, dot)
 	}
 	return s
 }
@@ -270,9 +268,8 @@ func (d *decoder) context() CausalContext {
 			c.vv[node] = v
 		}
 	}
-	for dot := range d.dots() {
-		c.Add(dot)
-	}
+	c.cloud = d.dots()
+	c.compact()
 	return c
 }
 

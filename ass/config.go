@@ -14,8 +14,13 @@ type Config struct {
 	NodeID string
 	// ListenAddr is the TCP address to listen on when Transport is nil.
 	ListenAddr string
-	// Peers are the addresses of the other replicas, as their transports
-	// report them (Transport.Addr; for TCP the host:port they listen on).
+	// AdvertiseAddr is the address peers know this replica by (the string
+	// they list in their Peers). Default: the transport's Addr, which for
+	// TCP is the bound host:port - set it when listening on a wildcard
+	// address such as ":7000".
+	AdvertiseAddr string
+	// Peers are the addresses of the other replicas: each peer's
+	// AdvertiseAddr. This replica's own address may be listed; it is skipped.
 	Peers []string
 	// DataDir, when set, makes the replica durable: every change is in an
 	// fsync'd log before it is acknowledged (to a local writer by Update

@@ -235,25 +235,28 @@ func (r *MVRegister) Type() Type { return TypeMVRegister }
 
 // Set writes v on behalf of node, replacing all values seen, and returns the delta.
 func (r *MVRegister) Set(node string, v []byte) *MVRegister {
-	seen := make(dotSet, len(r.values))
+	seen := make([]Dot, 0, len(r.values)+1)
 	for d := range r.values {
-		seen[d] = struct{}{}
+		seen = append(seen, d)
 	}
 	d := r.ctx.next(node)
-	seen[d] = struct{}{}
 	v = append([]byte(nil), v...)
 	r.values = map[Dot][]byte{d: v}
-	return &MVRegister{values: map[Dot][]byte{d: v}, ctx: contextOf(seen)}
+	return &MVRegister{values: map[Dot][]byte{d: v}, ctx: contextOf(dotSetOf(append(seen, d)...))}
+}
+
+func (r *MVRegister) dots() dotSet {
+	out := make([]Dot, 0, len(r.values))
+	for d := range r.values {
+		out = append(out, d)
+	}
+	return dotSetOf(out...)
 }
 
 // Values returns the concurrent values, ordered by their dots.
 func (r *MVRegister) Values() [][]byte {
-	dots := make(dotSet, len(r.values))
-	for d := range r.values {
-		dots[d] = struct{}{}
-	}
 	out := make([][]byte, 0, len(r.values))
-	for _, d := range dots.sorted() {
+	for _, d := range r.dots() {
 		out = append(out, r.values[d])
 	}
 	return out
@@ -263,16 +266,9 @@ func (r *MVRegister) Values() [][]byte {
 func (r *MVRegister) Merge(other CRDT) {
 	mustSameType(r, other)
 	o := other.(*MVRegister)
-	a, b := make(dotSet, len(r.values)), make(dotSet, len(o.values))
-	for d := range r.values {
-		a[d] = struct{}{}
-	}
-	for d := range o.values {
-		b[d] = struct{}{}
-	}
-	keep := joinDots(a, &r.ctx, b, &o.ctx)
+	keep := joinDots(r.dots(), &r.ctx, o.dots(), &o.ctx)
 	out := make(map[Dot][]byte, len(keep))
-	for d := range keep {
+	for _, d := range keep {
 		if v, ok := r.values[d]; ok {
 			out[d] = v
 		} else {
@@ -307,11 +303,10 @@ func (s *ORSet) Type() Type { return TypeORSet }
 
 // Add inserts elem on behalf of node and returns the delta.
 func (s *ORSet) Add(node, elem string) *ORSet {
-	seen := s.elems[elem].clone()
+	seen := s.elems[elem]
 	d := s.ctx.next(node)
-	seen[d] = struct{}{}
-	s.elems[elem] = dotSet{d: {}}
-	return &ORSet{elems: map[string]dotSet{elem: {d: {}}}, ctx: contextOf(seen)}
+	s.elems[elem] = dotSet{d}
+	return &ORSet{elems: map[string]dotSet{elem: {d}}, ctx: contextOf(seen.with(d))}
 }
 
 // Remove deletes elem (the adds of it seen so far) and returns the delta.

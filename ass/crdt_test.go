@@ -51,7 +51,9 @@ func skewedClock(rng *rand.Rand, node string) *Clock {
 	})
 }
 
-func keyOf(rng *rand.Rand, prefix string, n int) string { return fmt.Sprintf("%s%d", prefix, rng.Intn(n)) }
+func keyOf(rng *rand.Rand, prefix string, n int) string {
+	return fmt.Sprintf("%s%d", prefix, rng.Intn(n))
+}
 
 // presentByObservation: a key/element is present iff some add/update of it
 // was not seen by any later operation on the same key.

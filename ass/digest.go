@@ -25,6 +25,7 @@ type keyInfo struct {
 }
 
 type digestIndex struct {
+	dirty    map[string]struct{} // keys changed since their hash was computed
 	keys     map[string]keyInfo
 	leaves   []uint64   // 1<<leafBits sums of key hashes
 	leafKeys [][]string // keys per leaf; keys are never deleted from the map
@@ -34,6 +35,7 @@ type digestIndex struct {
 
 func newDigestIndex() *digestIndex {
 	return &digestIndex{
+		dirty:    map[string]struct{}{},
 		keys:     map[string]keyInfo{},
 		leaves:   make([]uint64, 1<<leafBits),
 		leafKeys: make([][]string, 1<<leafBits),
@@ -41,6 +43,20 @@ func newDigestIndex() *digestIndex {
 }
 
 func leafOf(key string) int { return int(xxhash.Sum64String(key) >> (64 - leafBits)) }
+
+// touch marks key as changed. Hashing is deferred to refresh, so a key
+// written many times between two digests is hashed once.
+func (ix *digestIndex) touch(key string) { ix.dirty[key] = struct{}{} }
+
+// refresh rehashes every changed key; call it before reading the index.
+func (ix *digestIndex) refresh(state *ORMap) {
+	for k := range ix.dirty {
+		if e := state.entries[k]; e != nil {
+			ix.update(k, e)
+		}
+		delete(ix.dirty, k)
+	}
+}
 
 // update recomputes the hash of key after its entry changed.
 func (ix *digestIndex) update(key string, e *mapEntry) {

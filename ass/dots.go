@@ -17,38 +17,74 @@ func dotLess(a, b Dot) bool {
 	return a.Counter < b.Counter
 }
 
-// dotSet is a set of dots.
-type dotSet map[Dot]struct{}
+// dotSet is a set of dots as a sorted slice without duplicates: most sets
+// hold one or two dots, where a slice is far cheaper than a map.
+type dotSet []Dot
 
 func (s dotSet) clone() dotSet {
-	c := make(dotSet, len(s))
-	for d := range s {
-		c[d] = struct{}{}
+	if len(s) == 0 {
+		return nil
 	}
-	return c
+	return append(dotSet(nil), s...)
 }
 
-func (s dotSet) sorted() []Dot {
-	out := make([]Dot, 0, len(s))
-	for d := range s {
-		out = append(out, d)
+func (s dotSet) sorted() []Dot { return s }
+
+func (s dotSet) search(d Dot) int {
+	return sort.Search(len(s), func(i int) bool { return !dotLess(s[i], d) })
+}
+
+func (s dotSet) has(d Dot) bool {
+	i := s.search(d)
+	return i < len(s) && s[i] == d
+}
+
+// with returns s plus d (s is not modified).
+func (s dotSet) with(d Dot) dotSet {
+	i := s.search(d)
+	if i < len(s) && s[i] == d {
+		return s.clone()
 	}
-	sort.Slice(out, func(i, j int) bool { return dotLess(out[i], out[j]) })
+	out := make(dotSet, 0, len(s)+1)
+	out = append(append(append(out, s[:i]...), d), s[i:]...)
 	return out
+}
+
+// dotSetOf returns the set of the given dots.
+func dotSetOf(dots ...Dot) dotSet {
+	out := append(dotSet(nil), dots...)
+	sort.Slice(out, func(i, j int) bool { return dotLess(out[i], out[j]) })
+	j := 0
+	for i := range out {
+		if i == 0 || out[i] != out[j-1] {
+			out[j] = out[i]
+			j++
+		}
+	}
+	return out[:j]
 }
 
 // joinDots is the dot-kernel join: a dot survives if both sides hold it, or if
 // one side holds it and the other has not seen it (so has not removed it).
 func joinDots(a dotSet, actx *CausalContext, b dotSet, bctx *CausalContext) dotSet {
-	out := make(dotSet, len(a)+len(b))
-	for d := range a {
-		if _, ok := b[d]; ok || !bctx.Contains(d) {
-			out[d] = struct{}{}
-		}
-	}
-	for d := range b {
-		if _, ok := a[d]; !ok && !actx.Contains(d) {
-			out[d] = struct{}{}
+	var out dotSet
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && dotLess(a[i], b[j])):
+			if !bctx.Contains(a[i]) {
+				out = append(out, a[i])
+			}
+			i++
+		case i == len(a) || dotLess(b[j], a[i]):
+			if !actx.Contains(b[j]) {
+				out = append(out, b[j])
+			}
+			j++
+		default: // equal
+			out = append(out, a[i])
+			i++
+			j++
 		}
 	}
 	return out
@@ -68,8 +104,7 @@ func (c *CausalContext) Contains(d Dot) bool {
 	if d.Counter <= c.vv[d.Node] {
 		return true
 	}
-	_, ok := c.cloud[d]
-	return ok
+	return len(c.cloud) > 0 && c.cloud.has(d)
 }
 
 // Add records d as seen.
@@ -85,17 +120,14 @@ func (c *CausalContext) Add(d Dot) {
 		c.compact()
 		return
 	}
-	if c.cloud == nil {
-		c.cloud = make(dotSet)
-	}
-	c.cloud[d] = struct{}{}
+	c.cloud = c.cloud.with(d)
 }
 
 // next returns a fresh dot for node and records it. A node's own dots are
 // always contiguous in its own contexts, so max+1 is never reused.
 func (c *CausalContext) next(node string) Dot {
 	max := c.vv[node]
-	for d := range c.cloud {
+	for _, d := range c.cloud {
 		if d.Node == node && d.Counter > max {
 			max = d.Counter
 		}
@@ -115,42 +147,53 @@ func (c *CausalContext) Merge(o *CausalContext) {
 			c.vv[n] = v
 		}
 	}
-	for d := range o.cloud {
-		if !c.Contains(d) {
-			if c.cloud == nil {
-				c.cloud = make(dotSet)
+	if len(o.cloud) > 0 {
+		merged := make(dotSet, 0, len(c.cloud)+len(o.cloud))
+		i, j := 0, 0
+		for i < len(c.cloud) || j < len(o.cloud) {
+			switch {
+			case j == len(o.cloud) || (i < len(c.cloud) && dotLess(c.cloud[i], o.cloud[j])):
+				merged = append(merged, c.cloud[i])
+				i++
+			case i == len(c.cloud) || dotLess(o.cloud[j], c.cloud[i]):
+				merged = append(merged, o.cloud[j])
+				j++
+			default:
+				merged = append(merged, c.cloud[i])
+				i++
+				j++
 			}
-			c.cloud[d] = struct{}{}
 		}
+		c.cloud = merged
 	}
 	c.compact()
 }
 
-// compact folds cloud dots that extend the version vector into it.
+// compact folds cloud dots that extend the version vector into it. The
+// cloud is sorted by node then counter, so one pass suffices.
 func (c *CausalContext) compact() {
 	if len(c.cloud) == 0 {
 		c.cloud = nil
 		return
 	}
-	for changed := true; changed; {
-		changed = false
-		for d := range c.cloud {
-			v := c.vv[d.Node]
-			switch {
-			case d.Counter <= v:
-				delete(c.cloud, d)
-			case d.Counter == v+1:
-				if c.vv == nil {
-					c.vv = make(map[string]uint64)
-				}
-				c.vv[d.Node] = d.Counter
-				delete(c.cloud, d)
-				changed = true
+	keep := c.cloud[:0]
+	for _, d := range c.cloud {
+		v := c.vv[d.Node]
+		switch {
+		case d.Counter <= v:
+		case d.Counter == v+1:
+			if c.vv == nil {
+				c.vv = make(map[string]uint64)
 			}
+			c.vv[d.Node] = d.Counter
+		default:
+			keep = append(keep, d)
 		}
 	}
-	if len(c.cloud) == 0 {
+	if len(keep) == 0 {
 		c.cloud = nil
+	} else {
+		c.cloud = keep
 	}
 }
 
@@ -170,10 +213,8 @@ func (c *CausalContext) clone() CausalContext {
 
 // contextOf returns a context holding exactly the given dots.
 func contextOf(dots dotSet) CausalContext {
-	var c CausalContext
-	for _, d := range dots.sorted() {
-		c.Add(d)
-	}
+	c := CausalContext{cloud: dots.clone()}
+	c.compact()
 	return c
 }
 

@@ -66,7 +66,7 @@ func (m *ORMap) Update(node, key string, t Type, mutate func(v CRDT) CRDT) (*ORM
 	}
 	e := m.entries[key]
 	if e == nil {
-		e = &mapEntry{dots: dotSet{}}
+		e = &mapEntry{}
 		m.entries[key] = e
 	}
 	if e.value == nil {
@@ -80,9 +80,8 @@ func (m *ORMap) Update(node, key string, t Type, mutate func(v CRDT) CRDT) (*ORM
 	}
 	seen := e.dots
 	d := e.ctx.next(node)
-	e.dots = dotSet{d: {}}
-	seen[d] = struct{}{}
-	return &ORMap{entries: map[string]*mapEntry{key: {dots: dotSet{d: {}}, ctx: contextOf(seen), value: vd}}}, nil
+	e.dots = dotSet{d}
+	return &ORMap{entries: map[string]*mapEntry{key: {dots: dotSet{d}, ctx: contextOf(seen.with(d)), value: vd}}}, nil
 }
 
 // Remove deletes key and returns the delta (an empty delta if key is absent).
@@ -92,8 +91,8 @@ func (m *ORMap) Remove(key string) *ORMap {
 		return NewORMap()
 	}
 	seen := e.dots
-	e.dots = dotSet{}
-	return &ORMap{entries: map[string]*mapEntry{key: {dots: dotSet{}, ctx: contextOf(seen)}}}
+	e.dots = nil
+	return &ORMap{entries: map[string]*mapEntry{key: {ctx: contextOf(seen)}}}
 }
 
 // Get returns the value of key, or false if the key is absent. The value is

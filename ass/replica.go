@@ -49,12 +49,14 @@ type Replica struct {
 	bufBytes    int
 	peers       map[string]*peerState
 	peerOrder   []string
-	recv        map[string]recvState // by sender node id
+	recv        map[senderID]uint64 // per sender incarnation: every delta below is held here
 	sessions    map[uint64]*digestSession
 	nextSession uint64
 	rr          int
 	lastDigest  time.Time
+	lastGauge   time.Time
 	cache       cachedFrame
+	scratch     encoder // reused for encodings that do not outlive the lock
 	started     bool
 	closed      bool
 
@@ -66,17 +68,17 @@ type Replica struct {
 }
 
 type bufDelta struct {
-	seq   uint64
-	delta *ORMap
-	size  int // encoded bytes
-	cum   int // encoded bytes of this and every earlier delta ever buffered
+	seq  uint64
+	enc  []byte // canonical encoding of the delta (an OR-Map value)
+	size int    // len(enc)
+	cum  int    // encoded bytes of this and every earlier delta ever buffered
 }
 
 type peerState struct {
 	addr        string
 	acked, sent uint64    // every delta below acked is held by the peer; below sent was sent
 	waitSince   time.Time // when the oldest unacknowledged send went out
-	baseline    bool      // the next interval must tell the peer to skip a gap
+	baseline    bool      // intervals must tell the peer to skip a gap (deltas evicted)
 	inflight    []sentInterval
 	digestDue   bool
 	lastAck     time.Time
@@ -87,9 +89,9 @@ type sentInterval struct {
 	at time.Time
 }
 
-type recvState struct {
-	inc uint64 // sender incarnation
-	seq uint64 // every delta of that incarnation below seq is held here
+type senderID struct {
+	node string
+	inc  uint64
 }
 
 type digestSession struct {
@@ -128,7 +130,7 @@ func NewReplica(cfg Config, m *metrics.Metrics) (*Replica, error) {
 	r := &Replica{
 		cfg: cfg, m: m, inc: binary.BigEndian.Uint64(incb[:]),
 		state: NewORMap(), index: newDigestIndex(),
-		peers: map[string]*peerState{}, recv: map[string]recvState{}, sessions: map[uint64]*digestSession{},
+		peers: map[string]*peerState{}, recv: map[senderID]uint64{}, sessions: map[uint64]*digestSession{},
 		kick: make(chan struct{}, 1), closing: make(chan struct{}),
 	}
 	r.actor = cfg.NodeID
@@ -138,9 +140,10 @@ func NewReplica(cfg Config, m *metrics.Metrics) (*Replica, error) {
 			return nil, err
 		}
 		r.store, r.state = st, state
-		for k, e := range state.entries {
-			r.index.update(k, e)
+		for k := range state.entries {
+			r.index.touch(k)
 		}
+		r.index.refresh(state)
 	} else {
 		// A memory-only replica forgets its dots when it restarts; a fresh
 		// actor id per incarnation keeps it from reusing them.
@@ -161,7 +164,10 @@ func NewReplica(cfg Config, m *metrics.Metrics) (*Replica, error) {
 		}
 		r.tr = tr
 	}
-	r.addr = r.tr.Addr()
+	r.addr = cfg.AdvertiseAddr
+	if r.addr == "" {
+		r.addr = r.tr.Addr()
+	}
 	for _, p := range cfg.Peers {
 		if p == r.addr {
 			continue
@@ -308,9 +314,11 @@ func (r *Replica) Remove(ctx context.Context, key string) error {
 // recordLocal indexes, logs and buffers a local delta. Called with r.mu held.
 func (r *Replica) recordLocal(delta *ORMap) (seq uint64, pos int64, err error) {
 	for k := range delta.entries {
-		r.index.update(k, r.state.entries[k])
+		r.index.touch(k)
 	}
-	enc := Marshal(delta)
+	r.scratch.buf = r.scratch.buf[:0]
+	r.scratch.value(delta)
+	enc := append([]byte(nil), r.scratch.buf...)
 	if r.store != nil {
 		if pos, err = r.store.append(enc); err != nil {
 			return 0, 0, err
@@ -324,12 +332,11 @@ func (r *Replica) recordLocal(delta *ORMap) (seq uint64, pos int64, err error) {
 	} else {
 		r.bufBase = seq
 	}
-	r.buf = append(r.buf, bufDelta{seq: seq, delta: delta, size: len(enc), cum: cum})
+	r.buf = append(r.buf, bufDelta{seq: seq, enc: enc, size: len(enc), cum: cum})
 	r.bufBytes += len(enc)
 	if r.store == nil {
 		r.durable = r.next
 	}
-	r.m.ASSStateSize.Set(float64(r.index.size))
 	return seq, pos, nil
 }
 
@@ -419,6 +426,7 @@ type PeerStats struct {
 func (r *Replica) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.index.refresh(r.state)
 	s := Stats{Keys: r.state.Len(), StateBytes: r.index.size, BufferedBytes: r.bufBytes, NextSeq: r.next}
 	for _, a := range r.peerOrder {
 		p := r.peers[a]
@@ -456,7 +464,11 @@ func (r *Replica) tick(now time.Time) {
 	}
 	if len(r.peerOrder) > 0 && r.cfg.DigestInterval > 0 && now.Sub(r.lastDigest) >= r.cfg.DigestInterval {
 		r.lastDigest = now
-		r.peers[r.peerOrder[r.rr%len(r.peerOrder)]].digestDue = true
+		// A peer with deltas in flight is skipped this round: its digests
+		// would differ by exactly those deltas and resend them.
+		if p := r.peers[r.peerOrder[r.rr%len(r.peerOrder)]]; p.sent == p.acked {
+			p.digestDue = true
+		}
 		r.rr++
 	}
 	lagging := 0
@@ -474,6 +486,11 @@ func (r *Replica) tick(now time.Time) {
 		if now.Sub(s.start) > 10*r.cfg.RetransmitTimeout {
 			delete(r.sessions, id)
 		}
+	}
+	if now.Sub(r.lastGauge) >= time.Second {
+		r.lastGauge = now
+		r.index.refresh(r.state)
+		r.m.ASSStateSize.Set(float64(r.index.size))
 	}
 	r.mu.Unlock()
 	r.send(out)
@@ -545,7 +562,9 @@ func (r *Replica) flush(now time.Time) {
 			if p.sent == p.acked {
 				p.waitSince = now
 			}
-			out = append(out, outFrame{p.addr, r.intervalFrame(p.sent, to, p.baseline)})
+			// An interval from the acknowledged point is a baseline: the
+			// peer may trust it even if it forgot this sender (restart).
+			out = append(out, outFrame{p.addr, r.intervalFrame(p.sent, to, p.baseline || p.sent == p.acked)})
 			p.inflight = append(p.inflight, sentInterval{to: to, at: now})
 			p.sent = to
 		}
@@ -587,34 +606,15 @@ func (r *Replica) intervalFrame(from, to uint64, baseline bool) []byte {
 		return c.frame
 	}
 	lo, hi := int(from-r.bufBase), int(to-r.bufBase)
-	var joined *ORMap
-	if hi-lo == 1 {
-		joined = r.buf[lo].delta
-	} else {
-		// Copy on write: an entry is shared with the buffer until a second
-		// delta touches the same key.
-		joined = &ORMap{entries: make(map[string]*mapEntry, hi-lo)}
-		owned := map[string]bool{}
-		for _, b := range r.buf[lo:hi] {
-			for k, e := range b.delta.entries {
-				cur := joined.entries[k]
-				switch {
-				case cur == nil:
-					joined.entries[k] = e
-				case owned[k]:
-					cur.merge(e)
-				default:
-					cur = cur.clone()
-					cur.merge(e)
-					joined.entries[k] = cur
-					owned[k] = true
-				}
-			}
-		}
-	}
+	// The deltas go out as encoded when they were made: joining them first
+	// would save bytes only for keys written twice within one interval, and
+	// would cost a decode-merge-encode per interval on the sender.
 	m := r.header(kindDelta)
-	m.from, m.to, m.baseline, m.delta = from, to, baseline, joined
-	*c = cachedFrame{from: from, to: to, baseline: baseline, frame: encodeFrame(m)}
+	m.from, m.to, m.baseline = from, to, baseline
+	for _, b := range r.buf[lo:hi] {
+		m.encoded = append(m.encoded, b.enc)
+	}
+	*c = cachedFrame{from: from, to: to, baseline: baseline, frame: encodeFrameSized(m, r.bytesBetween(from, to)+256)}
 	return c.frame
 }
 
@@ -638,7 +638,10 @@ func (r *Replica) gcBuffer() {
 		return
 	}
 	r.bufBytes -= r.bytesBetween(r.bufBase, r.bufBase+uint64(drop))
-	r.buf = append(r.buf[:0:0], r.buf[drop:]...)
+	r.buf = r.buf[drop:] // append reallocates as the buffer grows, freeing the dropped prefix
+	if len(r.buf) == 0 {
+		r.buf = nil
+	}
 	r.bufBase += uint64(drop)
 	r.cache = cachedFrame{}
 	for _, p := range r.peers {
@@ -671,23 +674,39 @@ func (r *Replica) handleFrame(frame []byte) {
 	}
 }
 
-// mergeRemote merges a state received from a peer and logs it. Called with r.mu held.
-func (r *Replica) mergeRemote(m *ORMap) ([]string, int64, error) {
-	if m == nil || len(m.entries) == 0 {
+// mergeRemote merges states received from a peer and logs them (raw is
+// their encoding, or nil to encode them here). Called with r.mu held.
+func (r *Replica) mergeRemote(states []*ORMap, raw []byte) ([]string, int64, error) {
+	n := 0
+	for _, m := range states {
+		if m != nil {
+			n += len(m.entries)
+		}
+	}
+	if n == 0 {
 		return nil, 0, nil
 	}
 	var pos int64
 	if r.store != nil {
+		if raw == nil {
+			e := encoder{}
+			for _, m := range states {
+				e.value(m)
+			}
+			raw = e.buf
+		}
 		var err error
-		if pos, err = r.store.append(Marshal(m)); err != nil {
+		if pos, err = r.store.append(raw); err != nil {
 			return nil, 0, err
 		}
 	}
-	keys := r.state.mergeOwned(m)
-	for _, k := range keys {
-		r.index.update(k, r.state.entries[k])
+	keys := make([]string, 0, n)
+	for _, m := range states {
+		for _, k := range r.state.mergeOwned(m) {
+			r.index.touch(k)
+			keys = append(keys, k)
+		}
 	}
-	r.m.ASSStateSize.Set(float64(r.index.size))
 	return keys, pos, nil
 }
 
@@ -710,27 +729,26 @@ func (r *Replica) handleDelta(msg *message) {
 		r.mu.Unlock()
 		return
 	}
-	rs := r.recv[msg.node]
-	if rs.inc != msg.incarnation {
-		// A sender incarnation not seen since this replica started: its
-		// interval starts at what this replica acknowledged before, durably.
-		rs = recvState{inc: msg.incarnation, seq: msg.from}
+	id := senderID{msg.node, msg.incarnation}
+	seq, known := r.recv[id]
+	if msg.baseline && (!known || msg.from > seq) {
+		// A baseline interval starts where this replica acknowledged (so
+		// durably holds everything before, even across its own restart), or
+		// after a gap the sender repairs by digest exchange.
+		seq = msg.from
 	}
-	if msg.baseline && msg.from > rs.seq {
-		rs.seq = msg.from
-	}
-	keys, pos, err := r.mergeRemote(msg.delta)
+	keys, pos, err := r.mergeRemote(msg.deltas, msg.raw)
 	if err != nil {
 		r.mu.Unlock()
 		r.stateSyncError()
 		return
 	}
-	if msg.from <= rs.seq && msg.to > rs.seq {
-		rs.seq = msg.to
+	if msg.from <= seq && msg.to > seq {
+		seq = msg.to
 	}
-	r.recv[msg.node] = rs
+	r.recv[id] = seq
 	ack := r.header(kindAck)
-	ack.ackInc, ack.to = msg.incarnation, rs.seq
+	ack.ackInc, ack.to = msg.incarnation, seq
 	r.mu.Unlock()
 	if err := r.syncStore(pos); err != nil {
 		r.stateSyncError()
@@ -781,6 +799,7 @@ func (r *Replica) handleAck(msg *message) {
 
 // startDigest returns the digest frame opening an exchange with addr. Called with r.mu held.
 func (r *Replica) startDigest(addr string, now time.Time) outFrame {
+	r.index.refresh(r.state)
 	r.nextSession++
 	level := levelFor(len(r.index.keys))
 	r.sessions[r.nextSession] = &digestSession{peer: addr, level: level, start: now}
@@ -795,6 +814,7 @@ func (r *Replica) handleDigest(msg *message) {
 		r.mu.Unlock()
 		return
 	}
+	r.index.refresh(r.state)
 	mine := r.index.sums(msg.level)
 	reply := r.header(kindDigestKeys)
 	reply.session = msg.session
@@ -829,6 +849,7 @@ func (r *Replica) handleDigestKeys(msg *message) {
 		return
 	}
 	delete(r.sessions, msg.session)
+	r.index.refresh(r.state)
 	lat := r.cfg.Now().Sub(s.start).Seconds()
 	theirs := make(map[string]uint64, len(msg.hashes))
 	for _, h := range msg.hashes {
@@ -913,12 +934,13 @@ func (r *Replica) handleKeyStates(msg *message) {
 		r.mu.Unlock()
 		return
 	}
-	keys, pos, err := r.mergeRemote(msg.delta)
+	keys, pos, err := r.mergeRemote([]*ORMap{msg.delta}, nil)
 	if err != nil {
 		r.mu.Unlock()
 		r.stateSyncError()
 		return
 	}
+	r.index.refresh(r.state)
 	var out []outFrame
 	if !msg.reply && len(msg.want) > 0 {
 		var have []string

@@ -18,10 +18,10 @@ import (
 // Durability. A data directory holds one snapshot and one or more delta logs:
 //
 //	snapshot          "ASNP" | version | log generation (uint64 BE) | CRC-32C | length | state
-//	log-<generation>  records: length (uint32 BE) | CRC-32C (uint32 BE) | state
+//	log-<generation>  records: length (uint32 BE) | CRC-32C (uint32 BE) | states
 //
-// Every record is an OR-Map state (a local delta, a remote delta, or key
-// states from a digest exchange). Recovery joins the snapshot with every
+// Every record holds one or more OR-Map states back to back (a local delta,
+// a remote delta interval, or key states from a digest exchange). Recovery joins the snapshot with every
 // record of the logs of its generation and later. Because the join is
 // idempotent, replaying a record the snapshot already holds is harmless, so
 // a crash at any point between rotating the log, writing the snapshot and
@@ -133,12 +133,9 @@ func replayLog(path string, state *ORMap) error {
 		if err == io.EOF {
 			return nil
 		}
-		var m *ORMap
+		var states []*ORMap
 		if err == nil {
-			d := decoder{buf: rec}
-			m = d.mapValue()
-			d.end()
-			err = d.err
+			states, err = decodeStates(rec)
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, ErrCorrupt) {
 			// Only the end of a log can be torn (a crash mid-append, or
@@ -155,9 +152,21 @@ func replayLog(path string, state *ORMap) error {
 		if err != nil {
 			return fmt.Errorf("ass: read log %s: %w", path, err)
 		}
-		state.mergeOwned(m)
+		for _, m := range states {
+			state.mergeOwned(m)
+		}
 		good += int64(recordHeader + len(rec))
 	}
+}
+
+// decodeStates decodes a log record: one or more OR-Map values back to back.
+func decodeStates(rec []byte) ([]*ORMap, error) {
+	d := decoder{buf: rec}
+	var out []*ORMap
+	for d.err == nil && (d.off < len(rec) || len(out) == 0) {
+		out = append(out, d.mapValue())
+	}
+	return out, d.err
 }
 
 func restIsZero(r io.Reader) bool {

@@ -64,9 +64,15 @@ type message struct {
 
 	// kindDelta and kindAck.
 	from, to uint64 // delta interval; for an ack, to is the acknowledged seq
-	baseline bool   // delta: the gap below from is covered by a digest exchange
+	baseline bool   // delta: from is the acknowledged point, or a gap repaired by digest
 	ackInc   uint64 // ack: the incarnation of the delta sender being acknowledged
-	delta    *ORMap // delta, and key-states' pushed states
+	// delta: the interval's deltas, each the canonical encoding of an
+	// OR-Map value, back to back; decoded into deltas. raw is the whole
+	// section, which a receiver appends to its log as one record.
+	encoded [][]byte
+	deltas  []*ORMap
+	raw     []byte
+	delta   *ORMap // key-states: the pushed states
 
 	// Digest exchange.
 	session uint64
@@ -78,8 +84,11 @@ type message struct {
 	reply   bool      // key-states: the answer to a want list, ending the session
 }
 
-func encodeFrame(m *message) []byte {
-	e := encoder{buf: make([]byte, frameHeaderSize, 256)}
+func encodeFrame(m *message) []byte { return encodeFrameSized(m, 256) }
+
+// encodeFrameSized encodes m into a buffer of capacity sizeHint to start with.
+func encodeFrameSized(m *message, sizeHint int) []byte {
+	e := encoder{buf: make([]byte, frameHeaderSize, frameHeaderSize+sizeHint)}
 	e.string(m.node)
 	e.string(m.addr)
 	e.uvarint(m.incarnation)
@@ -88,7 +97,10 @@ func encodeFrame(m *message) []byte {
 		e.uvarint(m.from)
 		e.uvarint(m.to)
 		e.byte(boolByte(m.baseline))
-		e.value(m.delta)
+		e.uvarint(uint64(len(m.encoded)))
+		for _, b := range m.encoded {
+			e.buf = append(e.buf, b...)
+		}
 	case kindAck:
 		e.uvarint(m.ackInc)
 		e.uvarint(m.to)
@@ -196,7 +208,16 @@ func decodeFrame(b []byte, maxFrame int) (*message, error) {
 	case kindDelta:
 		m.from, m.to = d.uvarint(), d.uvarint()
 		m.baseline = d.flag()
-		m.delta = d.mapValue()
+		n := d.count(2)
+		start := d.off
+		m.deltas = make([]*ORMap, 0, n)
+		m.encoded = make([][]byte, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			at := d.off
+			m.deltas = append(m.deltas, d.mapValue())
+			m.encoded = append(m.encoded, payload[at:d.off:d.off])
+		}
+		m.raw = payload[start:d.off:d.off]
 		if d.err == nil && m.to < m.from {
 			d.fail("delta interval [%d, %d) is reversed", m.from, m.to)
 		}

@@ -25,7 +25,7 @@ func sampleFrames() [][]byte {
 	st := sampleState()
 	base := message{node: "n1", addr: "127.0.0.1:1", incarnation: 42}
 	msgs := []message{
-		{kind: kindDelta, from: 3, to: 9, baseline: true, delta: st},
+		{kind: kindDelta, from: 3, to: 9, baseline: true, encoded: [][]byte{Marshal(st), Marshal(NewORMap())}},
 		{kind: kindAck, ackInc: 7, to: 9},
 		{kind: kindDigest, session: 5, level: 4, sums: make([]uint64, 16)},
 		{kind: kindDigestKeys, session: 5, buckets: []uint32{1, 9}, hashes: []keyHash{{"a", 1}, {"b", 2}}},

@@ -39,8 +39,6 @@ func newPageCache(pageSize, capacity int, withHashIndex bool) *pageCache {
 	return c
 }
 
-func (c *pageCache) len() int { return len(c.byIndex) }
-
 // reset empties the cache, keeping its buffers.
 func (c *pageCache) reset() {
 	clear(c.byIndex)

@@ -237,12 +237,13 @@ type CodecEstimate struct {
 	// Samples is the number of batches measured.
 	Samples int
 	// Effective is min(Speed, link bandwidth / Fraction): the input rate
-	// this codec would sustain on the link.
+	// this codec alone would sustain on the link. (The selector also counts
+	// the batch's page-level time and stored bytes, see Encoder.)
 	Effective float64
 }
 
-// selector picks the codec maximising effective throughput
-// min(speed, link / fraction) from running figures. Not safe for concurrent
+// selector picks the codec maximising effective throughput from running
+// figures of each codec's speed and output fraction. Not safe for concurrent
 // use; the link bandwidth is passed in by the caller.
 type selector struct {
 	codecs  []Codec
@@ -269,43 +270,120 @@ func (s *selector) effective(k Codec, link float64) float64 {
 	return math.Min(e.speed, link/e.frac)
 }
 
-// choose returns the codec for the next batch: every candidate once first,
-// then the best, with one exploration batch every s.explore batches.
-func (s *selector) choose(link float64) Codec {
+// batchShape describes the batch a codec is chosen for: the bytes the
+// codec would compress, the bytes that go on the wire uncompressed anyway
+// (stored pages, headers) and the CPU time already spent on the page level.
+type batchShape struct {
+	body, stored float64
+	pageTime     float64 // seconds
+}
+
+// batchSeconds is how long the batch takes with codec k on a link of link
+// bytes per second, when encoding and sending are pipelined: the longer of
+// the CPU time (page level + compression) and the wire time.
+func (s *selector) batchSeconds(k Codec, link float64, b batchShape) float64 {
+	e := &s.est[k]
+	cpu := b.pageTime
+	if !math.IsInf(e.speed, 1) && e.speed > 0 {
+		cpu += b.body / e.speed
+	}
+	wire := (b.body*e.frac + b.stored) / link
+	return math.Max(cpu, wire)
+}
+
+// choose returns the codec finishing the batch soonest (maximising
+// effective throughput), preferring the smaller output among those within
+// tieTolerance of it. Every candidate must have been measured (see probes).
+func (s *selector) choose(link float64, b batchShape) Codec {
 	s.batches++
-	for _, k := range s.codecs {
-		if s.est[k].samples == 0 {
-			return k
-		}
-	}
-	best, bestEff := s.codecs[0], s.effective(s.codecs[0], link)
+	best, bestT := s.codecs[0], s.batchSeconds(s.codecs[0], link, b)
 	for _, k := range s.codecs[1:] {
-		if eff := s.effective(k, link); eff > bestEff {
-			best, bestEff = k, eff
+		if t := s.batchSeconds(k, link, b); t < bestT {
+			best, bestT = k, t
 		}
 	}
-	// Codecs within tieTolerance of the best throughput are as good for the
+	// Codecs within tieTolerance of the best time are as good for the
 	// migration's duration; among them the smallest output is kinder to a
 	// shared link, so take it.
 	for _, k := range s.codecs {
-		if s.effective(k, link) >= bestEff*(1-tieTolerance) && s.est[k].frac < s.est[best].frac {
+		if s.batchSeconds(k, link, b) <= bestT*(1+tieTolerance) && s.est[k].frac < s.est[best].frac {
 			best = k
-		}
-	}
-	if s.explore > 0 && s.batches%s.explore == 0 && len(s.codecs) > 1 {
-		// Refresh the stalest figure other than the favourite's.
-		stalest := Codec(numCodecs)
-		for _, k := range s.codecs {
-			if k != best && k != CodecNone && (stalest == numCodecs || s.est[k].last < s.est[stalest].last) {
-				stalest = k
-			}
-		}
-		if stalest != numCodecs {
-			return stalest
 		}
 	}
 	return best
 }
+
+// probes appends to dst the codecs to measure on a sample of the next
+// batch before choosing: all unmeasured ones at first, then, once every
+// s.explore batches, the one with the stalest figures. Probing a sample,
+// rather than sending a whole batch with a codec that may be worse, keeps
+// exploration off the wire.
+func (s *selector) probes(dst []Codec) []Codec {
+	for _, k := range s.codecs {
+		if s.est[k].samples == 0 {
+			dst = append(dst, k)
+		}
+	}
+	if len(dst) > 0 || s.explore <= 0 || (s.batches+1)%s.explore != 0 {
+		return dst
+	}
+	stalest := Codec(numCodecs)
+	for _, k := range s.codecs {
+		if k != CodecNone && (stalest == numCodecs || s.est[k].last < s.est[stalest].last) {
+			stalest = k
+		}
+	}
+	if stalest != numCodecs {
+		dst = append(dst, stalest)
+	}
+	return dst
+}
+
+// probeCodecs compresses a sample of data (probeSlices slices spread over
+// it, probeBytes in all) with each codec of list and folds the measurements
+// into sel. sampleBuf and scratch are reused and returned.
+func probeCodecs(comp *compressor, sel *selector, list []Codec, data, sampleBuf, scratch []byte) ([]byte, []byte) {
+	if len(list) == 0 {
+		return sampleBuf, scratch
+	}
+	sample := data
+	if len(data) > probeBytes {
+		sampleBuf = sampleBuf[:0]
+		step, slice := len(data)/probeSlices, probeBytes/probeSlices
+		for i := 0; i < probeSlices; i++ {
+			sampleBuf = append(sampleBuf, data[i*step:i*step+slice]...)
+		}
+		sample = sampleBuf
+	}
+	for _, k := range list {
+		if k == CodecNone {
+			continue
+		}
+		if sel.est[k].samples == 0 {
+			// The first call of a codec allocates its tables: keep that
+			// out of the measurement.
+			scratch, _, _ = comp.compress(k, scratch[:0], sample)
+		}
+		t0 := time.Now()
+		out, ok, err := comp.compress(k, scratch[:0], sample)
+		d := time.Since(t0)
+		scratch = out
+		size := len(sample)
+		if ok && err == nil {
+			size = len(out)
+		}
+		sel.observe(k, len(sample), size, d)
+	}
+	return sampleBuf, scratch
+}
+
+// probeBytes is the size of the sample a probe compresses: large enough for
+// a representative speed, small enough to cost under 1% of the encoding
+// time at the default exploration rate.
+const (
+	probeBytes  = 128 << 10
+	probeSlices = 8
+)
 
 // tieTolerance is the relative throughput difference below which the
 // selector prefers the better compression ratio.

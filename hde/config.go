@@ -61,9 +61,11 @@ type Config struct {
 	// EWMAAlpha is the weight of the newest sample in the running speed and
 	// ratio figures of each codec, in (0, 1]. Default 0.2.
 	EWMAAlpha float64
-	// ExploreEvery makes the selector try a codec other than its current
-	// favourite once every ExploreEvery batches, so the figures of the others
-	// stay current. 0 disables exploration after the initial sweep. Default 16.
+	// ExploreEvery makes the selector re-measure the codec with the stalest
+	// figures once every ExploreEvery batches, on a 128 KiB sample of the
+	// batch (the batch itself still goes out with the best codec), so the
+	// figures stay current as the data changes. 0 disables it after the
+	// initial measurement of every codec. Default 8.
 	ExploreEvery int
 	// EntropyThreshold is the sampled Shannon entropy, in bits per byte,
 	// above which a raw page is judged incompressible and stored without
@@ -92,7 +94,7 @@ func DefaultConfig() Config {
 		MaxBatchPages:    4096,
 		LinkBandwidth:    125e6,
 		EWMAAlpha:        0.2,
-		ExploreEvery:     16,
+		ExploreEvery:     8,
 		EntropyThreshold: 7.0,
 		MinCompressBytes: 512,
 		ChunkSize:        256 << 10,

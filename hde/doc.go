@@ -16,10 +16,14 @@
 // Batch level. The compressible section is compressed with none, snappy, lz4
 // or zstd (fastest, default, better). The selector keeps EWMA figures of each
 // codec's speed and output fraction on this data and picks the codec that
-// maximises the migration's effective throughput,
-// min(codec speed, link bandwidth / output fraction), for the bandwidth the
-// caller reports with SetLinkBandwidth; within 5% it prefers the smaller
-// output. Once every ExploreEvery batches it re-measures another codec.
+// finishes the batch soonest when encoding and sending are pipelined, i.e.
+// the one maximising effective throughput: it minimises
+// max(page-level time + body/speed, (body*fraction + stored)/link) for the
+// link bandwidth the caller reports with SetLinkBandwidth, and within 5% of
+// the best prefers the smaller output. Codecs are first measured, and then
+// re-measured once every ExploreEvery batches, on a 128 KiB sample of a
+// batch, so exploration never puts a worse batch on the wire. On a link
+// faster than this core can compress, the answer is "none".
 //
 // Migration level. Both sides keep a bounded LRU cache of the last version
 // of each page (Config.CacheBytes) and apply exactly the same updates in the

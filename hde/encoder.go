@@ -36,16 +36,18 @@ type Encoder struct {
 
 	linkBits atomic.Uint64 // float64 bytes per second
 
-	seq      uint64
-	seen     map[uint64]struct{}
-	data     []byte // body under construction: page data, then records
-	recs     []byte
-	stored   []byte
-	payload  []byte
-	sums     []byte
-	hist     [256]uint16
-	zeroHash uint64
-	closed   bool
+	seq       uint64
+	seen      map[uint64]struct{}
+	data      []byte // body under construction: page data, then records
+	recs      []byte
+	stored    []byte
+	payload   []byte
+	sums      []byte
+	hist      [256]uint16
+	zeroHash  uint64
+	probeList []Codec
+	sample    []byte
+	closed    bool
 
 	mu    sync.Mutex
 	stats EncoderStats
@@ -192,7 +194,13 @@ func (e *Encoder) EncodeBatch(dst []byte, pages []Page) ([]byte, error) {
 	case e.cfg.Mode == ModeBaseline:
 		codec = e.cfg.BaselineCodec
 	case len(body) >= e.cfg.MinCompressBytes:
-		codec = e.sel.choose(e.link())
+		shape := batchShape{
+			body:     float64(len(body)),
+			stored:   float64(len(e.stored) + maxHeaderLen),
+			pageTime: time.Since(start).Seconds(),
+		}
+		e.probe(body)
+		codec = e.sel.choose(e.link(), shape)
 	}
 	payload := body
 	if codec != CodecNone {
@@ -255,6 +263,12 @@ func (e *Encoder) EncodeBatch(dst []byte, pages []Page) ([]byte, error) {
 	st.Estimates = e.sel.snapshot(st.LinkBandwidth)
 	e.mu.Unlock()
 	return dst, nil
+}
+
+// probe measures the codecs the selector asks about on a sample of body.
+func (e *Encoder) probe(body []byte) {
+	e.probeList = e.sel.probes(e.probeList[:0])
+	e.sample, e.payload = probeCodecs(&e.comp, &e.sel, e.probeList, body, e.sample, e.payload)
 }
 
 func (e *Encoder) validate(pages []Page) error {

@@ -44,6 +44,8 @@ type StreamEncoder struct {
 	linkBits atomic.Uint64
 	payload  []byte
 	hist     [256]uint16
+	probes   []Codec
+	sample   []byte
 	closed   bool
 
 	mu    sync.Mutex
@@ -107,7 +109,9 @@ func (s *StreamEncoder) EncodeChunk(dst, chunk []byte) ([]byte, error) {
 	link := math.Float64frombits(s.linkBits.Load())
 	codec := CodecNone
 	if len(chunk) >= s.cfg.MinCompressBytes && !(s.cfg.EntropyThreshold < 8 && sampledEntropy(chunk, &s.hist) > s.cfg.EntropyThreshold) {
-		codec = s.sel.choose(link)
+		s.probes = s.sel.probes(s.probes[:0])
+		s.sample, s.payload = probeCodecs(&s.comp, &s.sel, s.probes, chunk, s.sample, s.payload)
+		codec = s.sel.choose(link, batchShape{body: float64(len(chunk)), stored: maxChunkHeaderLen})
 	}
 	payload := chunk
 	if codec != CodecNone {

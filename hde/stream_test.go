@@ -71,7 +71,7 @@ func TestStreamRoundTrip(t *testing.T) {
 				t.Fatalf("stream differs: %d bytes in, %d out", len(in), len(out))
 			}
 			if tc.size > 1<<20 && wire.Len() >= len(in) {
-				t.Errorf("no compression: %d -> %d", len(in), wire.Len())
+				t.Errorf("no compression: %d -> %d: %+v", len(in), wire.Len(), enc.Stats())
 			}
 		})
 	}

@@ -31,7 +31,8 @@ type BatchResult struct {
 	HostsFreedByLocalSearch int
 	// ExactSearch reports the branch-and-bound pass on small batches:
 	// "skipped", "optimal" (search finished: no placement uses fewer hosts
-	// under the same constraints), or "budget" (stopped by its node budget).
+	// under the same constraints), or "budget" (stopped by its node budget,
+	// its timeout or the context; the best placement found is kept).
 	ExactSearch string
 }
 
@@ -50,10 +51,8 @@ type batch struct {
 	wasEmpty []bool
 	maxCPU   float64
 	maxMem   float64
-	// typeOf maps initially empty hosts to their capacity type; the LP
-	// relaxation of the batch's demand says how many hosts of each type an
-	// ideal mix opens (target), and opening prefers the type furthest
-	// below its target.
+	// typeOf maps initially empty hosts to their capacity type; target is
+	// the LP's count of hosts of each type, opened the batch's count.
 	typeOf   []int
 	target   []float64
 	opened   []float64
@@ -66,16 +65,22 @@ type batch struct {
 //  1. Best-fit decreasing: VMs by priority, then size (normalised CPU plus
 //     memory), each onto the feasible host with the fewest soft violations,
 //     preferring a host already in use (the fullest afterwards) over opening
-//     an empty one (the largest).
+//     an empty one. Which empty one: the LP relaxation of the batch's demand
+//     (see Efficiency) says how many hosts of each capacity type an ideal
+//     mix uses; a type still below that count is opened first, and among
+//     those the host whose CPU:memory shape is closest to the VM's (with
+//     one host type, or no LP, the largest host).
 //  2. Local search: try to empty each lightly loaded host the batch opened
 //     by moving its VMs into other open hosts (best fit, no new soft
 //     violations); keep the move when all of them fit.
 //  3. Branch and bound, for batches of at most Config.ExactSearchMaxVMs VMs
 //     still above the lower bound: an exact search over host assignments
-//     (symmetric empty hosts tried once) within Config.ExactSearchNodes.
+//     (symmetric empty hosts tried once) within Config.ExactSearchNodes
+//     and Config.ExactSearchTimeout, keeping the best placement found.
 //
-// Rules between VMs of the batch see the VMs placed before them. links
-// serves VMs with a source, as in Place. VMs no host can take are reported
+// Rules hold both ways among the batch's VMs, the VMs running on the hosts
+// and their Host.RunningRules. links serves VMs with a source, as in Place.
+// A VM whose CurrentHost is among hosts leaves it in BatchResult.Hosts. VMs no host can take are reported
 // in a *BatchError; the others are placed. The call sets
 // itp_placement_efficiency_percent and adds the placement's soft
 // violations to itp_constraint_violations_total.
@@ -89,6 +94,9 @@ func (p *Placer) PlaceBatch(ctx context.Context, vms []VM, hosts []Host, links L
 			return BatchResult{}, fmt.Errorf("itp: vm %q appears twice in the batch", vms[i].ID)
 		}
 		seen[vms[i].ID] = true
+	}
+	if err := validateHosts(hosts); err != nil {
+		return BatchResult{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return BatchResult{}, err
@@ -240,8 +248,8 @@ type candidate struct {
 	host     int
 	violated float64 // soft rule weight the host violates (lower first)
 	open     bool    // already in use (first)
-	deficit  float64 // empty host: its type's LP target minus hosts opened (higher first)
-	key      float64 // fill after placing if open, size if empty (higher first)
+	deficit  float64 // empty host: hosts its type still lacks of its LP count, at most 1 (higher first)
+	key      float64 // fill after placing if open; shape match, or size without LP, if empty (higher first)
 }
 
 func (a candidate) better(o candidate) bool {

@@ -3,8 +3,11 @@ package itp
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 )
 
 func vmOf(id string, cpu, memGiB int64) VM {
@@ -116,5 +119,46 @@ func TestPlaceBatchLocalSearch(t *testing.T) {
 		if a.HostID != "h2" {
 			t.Fatalf("%s on %s, want h2", a.VMID, a.HostID)
 		}
+	}
+}
+
+// TestPlaceBatchExactSearchBounded: 14 VMs over 200 hosts of distinct
+// shapes give the branch and bound little symmetry to exploit; its timeout
+// keeps the call short and the heuristic's placement stays valid.
+func TestPlaceBatchExactSearchBounded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.ExactSearchTimeout = 20 * time.Millisecond
+	p := mustPlacer(t, cfg)
+	for seed := range uint64(5) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		var hosts []Host
+		for i := range 200 {
+			hosts = append(hosts, Host{ID: fmt.Sprint(i), Zone: fmt.Sprint(i % 7),
+				Capacity: Resources{MilliCPU: int64(8+rng.IntN(10)) * 1000, MemoryBytes: int64(8+rng.IntN(40)) * gib}})
+		}
+		var vms []VM
+		for i := range 14 {
+			vms = append(vms, vmOf(fmt.Sprint("v", i), int64(3+rng.IntN(6)), int64(2+rng.IntN(20))))
+		}
+		lockThread()
+		var timer threadCPUTimer
+		timer.begin()
+		res, err := p.PlaceBatch(context.Background(), vms, hosts, nil)
+		cpu := timer.elapsed()
+		unlockThread()
+		if err != nil || len(res.Assignments) != len(vms) {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if res.ExactSearch != "optimal" && res.ExactSearch != "budget" {
+			t.Fatalf("seed %d: exact search %q", seed, res.ExactSearch)
+		}
+		if limit := 250 * time.Millisecond * raceSlowdown; cpu > limit {
+			t.Fatalf("seed %d: %v CPU, limit %v", seed, cpu, limit)
+		}
+		hostOf := map[string]int{}
+		for _, a := range res.Assignments {
+			hostOf[a.VMID] = a.HostIndex
+		}
+		checkHard(t, cfg, vms, hosts, res.Hosts, hostOf, nil)
 	}
 }

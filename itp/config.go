@@ -33,9 +33,14 @@ type Config struct {
 	// ExactSearchNodes is the branch-and-bound budget in search nodes.
 	// Default: 200000.
 	ExactSearchNodes int
-	// LPMaxHostTypes: the lower bound solves an LP relaxation when hosts
-	// have at most this many distinct capacities (above it the simple
-	// bound alone is used). Default: 200.
+	// ExactSearchTimeout bounds the branch-and-bound's wall time; the best
+	// placement found so far is kept. Default: 100 ms.
+	ExactSearchTimeout time.Duration
+	// LPMaxHostTypes: the lower bound solves the LP relaxation with
+	// gonum's simplex when hosts have at most this many distinct
+	// capacities; above it the LP's value is bounded through its dual, and
+	// PlaceBatch opens the largest hosts first. Default: 32 (about 4 ms
+	// per solve).
 	LPMaxHostTypes int
 
 	// Rebalance tunes PlanRebalance.
@@ -76,12 +81,13 @@ type RebalanceConfig struct {
 // DefaultConfig returns the configuration documented on each field.
 func DefaultConfig() Config {
 	return Config{
-		Scorers:           DefaultScorers(),
-		LocalLink:         Link{BandwidthBytesPerSec: 1.25e9, RTT: 200 * time.Microsecond},
-		Precopy:           Precopy{MaxRounds: 30, TargetDowntime: 300 * time.Millisecond},
-		ExactSearchMaxVMs: 14,
-		ExactSearchNodes:  200000,
-		LPMaxHostTypes:    200,
+		Scorers:            DefaultScorers(),
+		LocalLink:          Link{BandwidthBytesPerSec: 1.25e9, RTT: 200 * time.Microsecond},
+		Precopy:            Precopy{MaxRounds: 30, TargetDowntime: 300 * time.Millisecond},
+		ExactSearchMaxVMs:  14,
+		ExactSearchNodes:   200000,
+		ExactSearchTimeout: 100 * time.Millisecond,
+		LPMaxHostTypes:     32,
 		Rebalance: RebalanceConfig{
 			HotThreshold:           0.85,
 			Horizon:                time.Hour,
@@ -140,6 +146,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("itp: Config.ExactSearchMaxVMs %d is negative", c.ExactSearchMaxVMs)
 	case c.ExactSearchMaxVMs > 0 && c.ExactSearchNodes < 1:
 		return fmt.Errorf("itp: Config.ExactSearchNodes %d must be positive when ExactSearchMaxVMs is %d", c.ExactSearchNodes, c.ExactSearchMaxVMs)
+	case c.ExactSearchMaxVMs > 0 && c.ExactSearchTimeout <= 0:
+		return fmt.Errorf("itp: Config.ExactSearchTimeout %v must be positive when ExactSearchMaxVMs is %d", c.ExactSearchTimeout, c.ExactSearchMaxVMs)
 	case c.LPMaxHostTypes < 0:
 		return fmt.Errorf("itp: Config.LPMaxHostTypes %d is negative", c.LPMaxHostTypes)
 	}

@@ -75,8 +75,9 @@ type preparedRule struct {
 
 // inverseRule is another placed VM's rule that names the VM being placed:
 // its anti-affinity keeps this VM away from it, and its affinity, not yet
-// met by any other target, pulls this VM to it. Only PlaceBatch and
-// PlanRebalance know other VMs' rules.
+// met by any other target, pulls this VM to it. Other VMs' rules come from
+// Host.RunningRules and, in PlaceBatch and PlanRebalance, from the VMs of
+// the call.
 type inverseRule struct {
 	require bool
 	hard    bool
@@ -252,15 +253,15 @@ func (s *clusterState) prepare(c *Cycle, vm *VM) {
 // ok is false when it constrains nothing now (its owner is unplaced, or an
 // affinity is already met by another target).
 func (s *clusterState) invert(ref ruleRef, vm *VM) (inverseRule, bool) {
-	owner, ok := s.loc[ref.owner.ID]
-	if !ok || ref.owner.ID == vm.ID {
+	owner, ok := s.loc[ref.owner]
+	if !ok || ref.owner == vm.ID {
 		return inverseRule{}, false
 	}
 	r := ref.rule
 	inv := inverseRule{require: r.Kind == Affinity, hard: r.Hard, weight: r.weight(), scope: r.Scope, host: owner, zone: s.zoneOf[owner]}
 	if inv.require {
 		for _, id := range r.VMs {
-			if id == vm.ID || id == ref.owner.ID {
+			if id == vm.ID || id == ref.owner {
 				continue
 			}
 			if at, ok := s.loc[id]; ok && (at == owner || (r.Scope == ScopeZone && s.zoneOf[at] == inv.zone)) {

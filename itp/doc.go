@@ -48,17 +48,19 @@
 // proposed only when its benefit (overload removed, or a host's price over
 // the horizon) beats the predicted migration time and downtime cost.
 //
-// Rules in Place see the VMs running on the hosts, but only the rules of the
-// VM being placed: rules of VMs already running are not known to Place, so
-// the engine states symmetric constraints on both VMs. PlaceBatch and
-// PlanRebalance know every VM of the call and enforce rules both ways.
+// Rules are enforced both ways: a VM's own rules, and the rules of VMs
+// already running that name it, which the engine lists in
+// Host.RunningRules (PlaceBatch and PlanRebalance also use the rules of
+// every VM of the call). A running VM's rule that the engine leaves out
+// cannot be honoured.
 //
 // # Efficiency
 //
 // Efficiency reports 100 * lower bound / hosts used. The lower bound is the
 // larger of max over CPU and memory of ceil(total demand / largest host
 // capacity) and the rounded-up optimum of an LP relaxation over host types
-// (gonum's simplex), which is tighter when hosts differ in shape. The
+// (gonum's simplex; for many types a bound on it from its dual), which is
+// tighter when hosts differ in shape. The
 // bound ignores item sizes and anti-affinity, so the percentage can only
 // understate how good a placement is.
 //

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
 
 // maxExactCandidates bounds the hosts the branch and bound branches on.
@@ -29,6 +30,7 @@ type exactSearch struct {
 	bestHostOf []int
 
 	nodes, budget int
+	deadline      time.Time
 	aborted       bool
 	levels        [][]int
 }
@@ -42,7 +44,8 @@ type exactSearch struct {
 // max over CPU and memory of ceil((remaining demand - free space in the
 // hosts in use) / largest empty host) cannot beat the best.
 func (b *batch) branchAndBound(ctx context.Context) string {
-	s := &exactSearch{b: b, ctx: ctx, budget: b.p.cfg.ExactSearchNodes, class: make([]int, len(b.st.hosts))}
+	s := &exactSearch{b: b, ctx: ctx, budget: b.p.cfg.ExactSearchNodes, class: make([]int, len(b.st.hosts)),
+		deadline: time.Now().Add(b.p.cfg.ExactSearchTimeout)}
 	classes := map[string]int{}
 	perClass := map[int]int{}
 	for h := range b.st.hosts {
@@ -157,7 +160,7 @@ func (s *exactSearch) dfs(k int) {
 		s.aborted = true
 		return
 	}
-	if s.nodes&1023 == 0 && s.ctx.Err() != nil {
+	if s.nodes&255 == 0 && (s.ctx.Err() != nil || time.Now().After(s.deadline)) {
 		s.aborted = true
 		return
 	}

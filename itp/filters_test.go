@@ -64,6 +64,34 @@ func TestFilters(t *testing.T) {
 			v.Rules = []Rule{{Kind: AntiAffinity, Hard: true, VMs: []string{"web"}, Scope: ScopeZone}}
 		}),
 			[]Host{hostWith("a", func(h *Host) { h.VMs = []string{"web"} }), host("b", 16, 64), hostWith("c", func(h *Host) { h.Zone = "z2" })}, nil, nil, "c", FilterVMAntiAffinity, 2},
+		{"running vm anti-affinity", small,
+			[]Host{hostWith("a", func(h *Host) {
+				h.VMs = []string{"x"}
+				h.RunningRules = []RunningRule{{VMID: "x", Rule: Rule{Kind: AntiAffinity, Hard: true, VMs: []string{"v"}}}}
+			}), host("b", 16, 64)}, nil, nil, "b", FilterVMAntiAffinity, 1},
+		{"running vm anti-affinity zone", small,
+			[]Host{hostWith("a", func(h *Host) {
+				h.VMs = []string{"x"}
+				h.RunningRules = []RunningRule{{VMID: "x", Rule: Rule{Kind: AntiAffinity, Hard: true, VMs: []string{"v"}, Scope: ScopeZone}}}
+			}), host("b", 16, 64), hostWith("c", func(h *Host) { h.Zone = "z2" })}, nil, nil, "c", FilterVMAntiAffinity, 2},
+		// v prefers a (soft label); the running VM's hard affinity wins.
+		{"running vm affinity pulls", with(func(v *VM) { v.Rules = []Rule{{Kind: Affinity, LabelKey: "fast"}} }),
+			[]Host{hostWith("a", func(h *Host) { h.Labels["fast"] = "1" }), hostWith("b", func(h *Host) {
+				h.VMs = []string{"y"}
+				h.Used.MilliCPU = 8000
+				h.RunningRules = []RunningRule{{VMID: "y", Rule: Rule{Kind: Affinity, Hard: true, VMs: []string{"v", "w"}}}}
+			})}, nil, nil, "b", "", 0},
+		{"running vm affinity already met", with(func(v *VM) { v.Rules = []Rule{{Kind: Affinity, LabelKey: "fast"}} }),
+			[]Host{hostWith("a", func(h *Host) { h.Labels["fast"] = "1" }), hostWith("b", func(h *Host) {
+				h.VMs = []string{"y", "w"}
+				h.Used.MilliCPU = 8000
+				h.RunningRules = []RunningRule{{VMID: "y", Rule: Rule{Kind: Affinity, Hard: true, VMs: []string{"v", "w"}}}}
+			})}, nil, nil, "a", "", 0},
+		{"running rule naming others", small,
+			[]Host{hostWith("a", func(h *Host) {
+				h.VMs = []string{"x"}
+				h.RunningRules = []RunningRule{{VMID: "x", Rule: Rule{Kind: AntiAffinity, Hard: true, VMs: []string{"other"}}}}
+			})}, nil, nil, "a", "", 0},
 		{"link missing", with(func(v *VM) { v.SourceSite = "far" }),
 			[]Host{hostWith("a", func(h *Host) { h.Site = "nolink" }), host("b", 16, 64)}, slowLinks, nil, "b", FilterLink, 1},
 		{"link zero bandwidth", with(func(v *VM) { v.SourceSite = "s" }),
@@ -121,6 +149,20 @@ func TestFilters(t *testing.T) {
 				t.Fatalf("message %q does not name %s", nf.Error(), tc.filter)
 			}
 		})
+	}
+}
+
+func TestRunningRulesValidated(t *testing.T) {
+	p := mustPlacer(t, DefaultConfig())
+	h := host("a", 8, 8)
+	h.RunningRules = []RunningRule{{VMID: "x", Rule: Rule{Kind: Affinity}}}
+	_, err := p.Place(context.Background(), VM{ID: "v"}, []Host{h}, nil)
+	if err == nil || !strings.Contains(err.Error(), `host "a" RunningRules[0] (vm "x")`) {
+		t.Fatalf("got %v", err)
+	}
+	h.RunningRules[0] = RunningRule{Rule: Rule{Kind: Affinity, VMs: []string{"v"}}}
+	if _, err := p.PlaceBatch(context.Background(), []VM{{ID: "v"}}, []Host{h}, nil); err == nil || !strings.Contains(err.Error(), "empty VMID") {
+		t.Fatalf("got %v", err)
 	}
 }
 

@@ -43,7 +43,16 @@ func instanceFromBytes(data []byte) ([]Host, []VM) {
 			hosts[i].Used = Resources{MilliCPU: 1000, MemoryBytes: gib}
 		}
 	}
-	vms := make([]VM, 1+s.next(10))
+	nVMs := 1 + s.next(10)
+	for i := range hosts {
+		if len(hosts[i].VMs) > 0 && s.next(2) == 0 {
+			hosts[i].RunningRules = []RunningRule{{VMID: hosts[i].VMs[0], Rule: Rule{
+				Kind: RuleKind(1 + s.next(2)), Hard: s.next(2) == 0, Scope: Scope(s.next(2)),
+				VMs: []string{fmt.Sprintf("v%d", s.next(nVMs)), fmt.Sprintf("v%d", s.next(nVMs))},
+			}}}
+		}
+	}
+	vms := make([]VM, nVMs)
 	for i := range vms {
 		vm := VM{
 			ID:                   fmt.Sprintf("v%d", i),

@@ -209,6 +209,13 @@ func checkHard(t testing.TB, cfg Config, vms []VM, before, after []Host, hostOf 
 				t.Fatalf("vm %s on %s violates hard rule %+v", vm.ID, host.ID, r)
 			}
 		}
+		for hi := range after {
+			for _, rr := range after[hi].RunningRules {
+				if rr.Rule.Hard && slices.Contains(rr.Rule.VMs, vm.ID) && !ruleHoldsFinal(&rr.Rule, rr.VMID, loc[rr.VMID], after, loc) {
+					t.Fatalf("vm %s on %s violates running vm %s's hard rule %+v", vm.ID, host.ID, rr.VMID, rr.Rule)
+				}
+			}
+		}
 		src := vm.SourceSite
 		if from := indexOfHost(before, vm.CurrentHost); from >= 0 {
 			src = before[from].Site
@@ -286,6 +293,17 @@ func randomConstrainedInstance(rng *rand.Rand, nHosts, nVMs int) ([]Host, []VM) 
 			hosts[i].Used = Resources{MilliCPU: 2000, MemoryBytes: 4 * gib}
 			hosts[i].VMs = []string{fmt.Sprintf("old%d", i)}
 		}
+	}
+	// Some running VMs have rules about the new ones.
+	for i := range hosts {
+		if len(hosts[i].VMs) == 0 || rng.IntN(2) == 0 {
+			continue
+		}
+		r := Rule{Kind: RuleKind(1 + rng.IntN(2)), Hard: rng.IntN(3) > 0, Scope: Scope(rng.IntN(2))}
+		for range 1 + rng.IntN(2) {
+			r.VMs = append(r.VMs, fmt.Sprintf("v%d", rng.IntN(nVMs)))
+		}
+		hosts[i].RunningRules = []RunningRule{{VMID: hosts[i].VMs[0], Rule: r}}
 	}
 	vms := make([]VM, nVMs)
 	for i := range vms {

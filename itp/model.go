@@ -93,6 +93,18 @@ type Host struct {
 	Reliability float64
 	// Cordoned hosts take no new VMs (maintenance, draining).
 	Cordoned bool
+	// RunningRules are the VM rules of VMs running here that name other
+	// VMs. Placing a VM respects them as if they were its own: a hard
+	// anti-affinity of a running VM keeps the VMs it names away from it,
+	// and its hard affinity, met by no other target yet, pulls them to it.
+	// Only rules with VMs targets matter here.
+	RunningRules []RunningRule
+}
+
+// RunningRule is a rule of a VM that runs on a host.
+type RunningRule struct {
+	VMID string
+	Rule Rule
 }
 
 // empty reports whether the host holds nothing at all.
@@ -271,4 +283,21 @@ func (l Links) lookup(from, to string, local Link) (Link, bool) {
 	}
 	k, ok := l[SitePair{to, from}]
 	return k, ok
+}
+
+// validateHosts checks the parts of hosts that could otherwise be misread:
+// the running VMs' rules.
+func validateHosts(hosts []Host) error {
+	for i := range hosts {
+		for k := range hosts[i].RunningRules {
+			rr := &hosts[i].RunningRules[k]
+			if rr.VMID == "" {
+				return fmt.Errorf("itp: host %q RunningRules[%d] has an empty VMID", hosts[i].ID, k)
+			}
+			if err := rr.Rule.validate(); err != nil {
+				return fmt.Errorf("itp: host %q RunningRules[%d] (vm %q): %w", hosts[i].ID, k, rr.VMID, err)
+			}
+		}
+	}
+	return nil
 }

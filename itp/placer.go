@@ -65,6 +65,7 @@ type Decision struct {
 // best host. Hard constraints hold for the returned host; when no host
 // passes every filter the error is a *NoFitError (errors.Is ErrNoFit) that
 // says which filter excluded how many hosts. Ties go to the earlier host.
+// The VM's own rules and the Host.RunningRules that name it are enforced.
 //
 // It records itp_decision_latency_seconds, migration_latency_seconds
 // {component="itp"} and, for the soft rules the choice violates,
@@ -72,6 +73,9 @@ type Decision struct {
 func (p *Placer) Place(ctx context.Context, vm VM, hosts []Host, links Links) (Decision, error) {
 	start := time.Now()
 	if err := vm.Validate(); err != nil {
+		return Decision{}, err
+	}
+	if err := validateHosts(hosts); err != nil {
 		return Decision{}, err
 	}
 	if err := ctx.Err(); err != nil {

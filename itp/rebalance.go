@@ -89,6 +89,9 @@ func (p *Placer) PlanRebalance(ctx context.Context, req RebalanceRequest) (Plan,
 		}
 		seen[vm.ID] = true
 	}
+	if err := validateHosts(req.Hosts); err != nil {
+		return Plan{}, err
+	}
 	if err := ctx.Err(); err != nil {
 		return Plan{}, err
 	}

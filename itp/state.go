@@ -40,20 +40,19 @@ type clusterState struct {
 }
 
 type ruleRef struct {
-	owner *VM
+	owner string // ID of the VM whose rule it is
 	rule  *Rule
 }
 
 // indexRules records, for every VM named by a rule of vms, which rules
-// name it.
+// name it (after those of Host.RunningRules, indexed by reset).
 func (s *clusterState) indexRules(vms []VM) {
-	s.refBy = map[string][]ruleRef{}
 	for v := range vms {
 		for r := range vms[v].Rules {
 			rule := &vms[v].Rules[r]
 			for _, id := range rule.VMs {
 				if id != vms[v].ID {
-					s.refBy[id] = append(s.refBy[id], ruleRef{&vms[v], rule})
+					s.refBy[id] = append(s.refBy[id], ruleRef{vms[v].ID, rule})
 				}
 			}
 		}
@@ -76,6 +75,7 @@ func newClusterState(cfg *Config) *clusterState {
 		siteIndex: map[string]int32{},
 		loc:       map[string]int{},
 		want:      map[string]struct{}{},
+		refBy:     map[string][]ruleRef{},
 		hostByID:  map[string]int{},
 	}
 }
@@ -107,12 +107,36 @@ func (s *clusterState) reset(hosts []Host, links Links, mutable bool, wanted *VM
 		s.hosts = hosts
 	}
 	clear(s.want)
+	clear(s.refBy)
 	if wanted != nil && !mutable {
 		for r := range wanted.Rules {
 			for _, id := range wanted.Rules[r].VMs {
 				if id != wanted.ID {
 					s.want[id] = struct{}{}
 				}
+			}
+		}
+	}
+	// Rules of running VMs: a batch indexes all of them; a single
+	// decision only those naming its VM, whose owners and other targets
+	// it must then locate.
+	for i := range s.hosts {
+		for k := range s.hosts[i].RunningRules {
+			rr := &s.hosts[i].RunningRules[k]
+			for _, id := range rr.Rule.VMs {
+				if id == rr.VMID || (!mutable && (wanted == nil || id != wanted.ID)) {
+					continue
+				}
+				s.refBy[id] = append(s.refBy[id], ruleRef{rr.VMID, &rr.Rule})
+				if !mutable {
+					s.loc[rr.VMID] = i
+					for _, other := range rr.Rule.VMs {
+						s.want[other] = struct{}{}
+					}
+				}
+			}
+			if mutable {
+				s.loc[rr.VMID] = i
 			}
 		}
 	}

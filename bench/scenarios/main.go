@@ -213,6 +213,11 @@ func runLoopback(ctx context.Context, sc scenario, version string, timeout time.
 	return toOutcome(sc.name, v, res, err), nil
 }
 
+const (
+	nsA, nsB     = "dwcpA", "dwcpB"
+	addrA, addrB = "10.202.0.1", "10.202.0.2"
+)
+
 // runWAN sets up the namespaces and the relay, and runs dst and src roles
 // of this binary on either side.
 func runWAN(ctx context.Context, sc scenario, version string, timeout time.Duration) (outcome, error) {
@@ -234,13 +239,22 @@ func runWAN(ctx context.Context, sc scenario, version string, timeout time.Durat
 			return outcome{}, fmt.Errorf("build %s: %w", b[1], err)
 		}
 	}
+	// Namespaces and addresses of our own, so that a concurrent amst
+	// benchmark on wanem's default namespaces is left alone.
 	wanemSh := filepath.Join(root, "bench/wanem/wanem.sh")
-	if out, err := exec.CommandContext(ctx, wanemSh, "up").CombinedOutput(); err != nil {
+	env := append(os.Environ(), "NS_A="+nsA, "NS_B="+nsB, "ADDR_A="+addrA, "ADDR_B="+addrB)
+	up := exec.CommandContext(ctx, wanemSh, "up")
+	up.Env = env
+	if out, err := up.CombinedOutput(); err != nil {
 		return outcome{}, fmt.Errorf("wanem.sh up: %v: %s", err, out)
 	}
-	defer exec.Command(wanemSh, "down").Run()
-	relay := exec.CommandContext(ctx, filepath.Join(bin, "wanem"), "-delay", sc.delay, "-loss", fmt.Sprint(sc.loss),
-		"-rate", fmt.Sprint(sc.rate), "-duration", (timeout + time.Minute).String())
+	defer func() {
+		down := exec.Command(wanemSh, "down")
+		down.Env = env
+		down.Run()
+	}()
+	relay := exec.CommandContext(ctx, filepath.Join(bin, "wanem"), "-ns-a", nsA, "-ns-b", nsB, "-delay", sc.delay,
+		"-loss", fmt.Sprint(sc.loss), "-rate", fmt.Sprint(sc.rate), "-duration", (timeout + time.Minute).String(), "-stats", "1h")
 	relay.Stderr = os.Stderr
 	if err := relay.Start(); err != nil {
 		return outcome{}, err
@@ -248,15 +262,15 @@ func runWAN(ctx context.Context, sc scenario, version string, timeout time.Durat
 	defer func() { relay.Process.Kill(); relay.Wait() }()
 	time.Sleep(300 * time.Millisecond) // the relay opens both TUN devices
 
-	const dstAddr = "10.201.0.2:7400"
-	dst := exec.CommandContext(ctx, "ip", "netns", "exec", "amstB", filepath.Join(bin, "scenarios"), "dst", "-listen", dstAddr)
+	dstAddr := addrB + ":7400"
+	dst := exec.CommandContext(ctx, "ip", "netns", "exec", nsB, filepath.Join(bin, "scenarios"), "dst", "-listen", dstAddr)
 	dst.Stderr = os.Stderr
 	if err := dst.Start(); err != nil {
 		return outcome{}, err
 	}
 	defer func() { dst.Process.Kill(); dst.Wait() }()
 	time.Sleep(500 * time.Millisecond)
-	src := exec.CommandContext(ctx, "ip", "netns", "exec", "amstA", filepath.Join(bin, "scenarios"), "src",
+	src := exec.CommandContext(ctx, "ip", "netns", "exec", nsA, filepath.Join(bin, "scenarios"), "src",
 		"-to", dstAddr, "-scenario", sc.name, "-version", version, "-size", fmt.Sprint(sc.size),
 		"-dirty-rate", fmt.Sprint(sc.dirtyRate), "-timeout", timeout.String())
 	src.Stderr = os.Stderr

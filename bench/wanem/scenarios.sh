@@ -37,10 +37,16 @@ params() { # one-way delay, loss, rate (bit/s, 0 = none)
 }
 
 iperf() { # cc streams
+	# Wait until the previous one-shot server has gone.
+	while ip netns exec amstB ss -Htln 'sport = :5201' | grep -q .; do sleep 0.2; done
 	ip netns exec amstB iperf3 -s -B $ADDR_B -1 -D >/dev/null
-	sleep 0.3
+	sleep 0.5
 	ip netns exec amstA iperf3 -c $ADDR_B -t "$T" -P "$2" -C "$1" -J 2>/dev/null |
-		python3 -c "import json,sys; d=json.load(sys.stdin); print('%.1f' % (d['end']['sum_received']['bits_per_second']/1e6))" || echo "nan"
+		python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+if 'error' in d: print('nan error=' + d['error'].replace(' ', '_'))
+else: print('%.1f' % (d['end']['sum_received']['bits_per_second'] / 1e6))" || echo "nan"
 }
 
 amstrun() { # cc streams
@@ -51,6 +57,7 @@ amstrun() { # cc streams
 	line=$(ip netns exec amstA /tmp/wanem-bin/amstperf client -connect $ADDR_B:7100 -cc "$1" -streams "$2" -time "${T}s" 2>/dev/null | grep '^amstperf' || true)
 	kill $srv 2>/dev/null || true
 	wait $srv 2>/dev/null || true
+	sleep 1
 	echo "$line"
 }
 

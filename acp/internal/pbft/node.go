@@ -103,6 +103,7 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.Tick)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-n.done:
@@ -110,7 +111,14 @@ func (n *Node) run() {
 		case p := <-n.tr.Recv():
 			n.receive(p)
 		case <-t.C:
+		}
+		// Ticks follow the wall clock even when a backlog of messages
+		// keeps the loop busy, so timeouts mean what they say.
+		for now := time.Now(); now.Sub(last) >= n.cfg.Tick; last = last.Add(n.cfg.Tick) {
 			n.tick()
+			if now.Sub(last) > 100*n.cfg.Tick {
+				last = now // after a long stall (GC, suspended VM), do not replay every tick
+			}
 		}
 	}
 }

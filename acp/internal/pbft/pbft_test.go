@@ -119,7 +119,18 @@ func (c *testCluster) propose(ctx context.Context, from, count int, tag string) 
 		op := []byte(fmt.Sprintf("%s-%d", tag, i))
 		res, err := c.nodes[from].Propose(ctx, op)
 		if err != nil {
-			c.t.Fatalf("propose %s: %v (status %+v)", op, err, c.nodes[from].Status())
+			for i, n := range c.nodes {
+				n.mu.Lock()
+				r := n.rep
+				sl := r.slots[r.lastExec+1]
+				desc := "none"
+				if sl != nil {
+					desc = fmt.Sprintf("view %d pp=%v digest=%x prepares=%d commits=%d prepared=%v", sl.view, sl.pp != nil, sl.digest[:3], len(sl.prepares), len(sl.commits), sl.prepared)
+				}
+				c.t.Logf("replica %d: view %d ivc %v target %d exec %d low %d pending %d timer %d timeout %d next slot %s", i, r.view, r.inViewChange, r.targetView, r.lastExec, r.low, len(r.pending), r.timer, r.timeout, desc)
+				n.mu.Unlock()
+			}
+			c.t.Fatalf("propose %s: %v", op, err)
 		}
 		if !bytes.HasPrefix(res, op) {
 			c.t.Fatalf("result %q for op %q", res, op)

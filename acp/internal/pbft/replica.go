@@ -1,6 +1,7 @@
 package pbft
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -259,6 +260,12 @@ func (r *Replica) Step(linkFrom uint32, m *Message) Output {
 	if int(m.From) >= len(r.cfg.Keys) || (m.Type != MsgRequest && int(m.From) >= r.cfg.N) {
 		return o // unknown principal: nothing to blame
 	}
+	if r.isDuplicate(m) {
+		// Retransmissions are byte-identical; skipping them before the
+		// signature check keeps a replica from drowning in its peers'
+		// retransmissions when it is slow.
+		return o
+	}
 	if !m.Verify(r.cfg.Keys[m.From]) {
 		r.detect(&o, DetectBadSignature, m.From, m.View, m.Seq, "%s signature does not verify", m.Type)
 		return o
@@ -305,6 +312,37 @@ func (r *Replica) Tick() Output {
 		r.retransmit(&o)
 	}
 	return o
+}
+
+// isDuplicate reports whether m is a copy of a message already accepted
+// (same kind, position, sender and signature) or is stale by view.
+func (r *Replica) isDuplicate(m *Message) bool {
+	same := func(prev *Message) bool { return prev != nil && bytes.Equal(prev.Sig, m.Sig) }
+	switch m.Type {
+	case MsgPrePrepare, MsgPrepare, MsgCommit:
+		if m.View < r.view || m.Seq <= r.low {
+			return true
+		}
+		s := r.slots[m.Seq]
+		if s == nil || s.view != m.View {
+			return false
+		}
+		switch m.Type {
+		case MsgPrePrepare:
+			return same(s.pp)
+		case MsgPrepare:
+			return same(s.prepares[m.From])
+		default:
+			return same(s.commits[m.From])
+		}
+	case MsgCheckpoint:
+		return m.Seq <= r.low || same(r.checkpoints[m.Seq][m.From])
+	case MsgViewChange:
+		return m.View <= r.view || same(r.viewChanges[m.View][m.From])
+	case MsgNewView:
+		return m.View <= r.view
+	}
+	return false
 }
 
 // --- normal case ---
@@ -408,14 +446,16 @@ func (r *Replica) onPrePrepare(o *Output, m *Message) {
 	if m.Request == nil && m.Digest == (Digest{}) {
 		return // null requests only come inside a new view
 	}
-	if !r.checkPrePrepare(o, m) {
-		return
-	}
 	s := r.slotFor(m.Seq, m.View)
 	if s.pp != nil {
+		// The header is the primary's (its signature verified), so a
+		// second digest is equivocation whatever request it carries.
 		if s.digest != m.Digest {
 			r.detect(o, DetectEquivocation, m.From, m.View, m.Seq, "two pre-prepares for view %d seq %d", m.View, m.Seq)
 		}
+		return
+	}
+	if !r.checkPrePrepare(o, m) {
 		return
 	}
 	r.acceptPrePrepare(o, s, m)
