@@ -412,8 +412,8 @@ func (s *selector) observe(k Codec, in, out int, d time.Duration) {
 	e.last = s.batches
 }
 
-func (s *selector) snapshot(link float64) []CodecEstimate {
-	out := make([]CodecEstimate, 0, len(s.codecs))
+// appendSnapshot appends the current figures of every candidate to out.
+func (s *selector) appendSnapshot(out []CodecEstimate, link float64) []CodecEstimate {
 	for _, k := range s.codecs {
 		e := s.est[k]
 		out = append(out, CodecEstimate{Codec: k, Speed: e.speed, Fraction: e.frac, Samples: e.samples, Effective: s.effective(k, link)})

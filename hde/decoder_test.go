@@ -206,6 +206,7 @@ func TestBaselineFramesAreStateless(t *testing.T) {
 	cfg.Mode = ModeBaseline
 	enc, dec := newPair(t, cfg)
 	c, _ := NewCorpus(CorpusConfig{Seed: 1, Pages: 64, PageSize: 4096, Mix: DefaultCorpusMix(), RunPages: 4, DuplicateSources: 2})
+	f0, _ := enc.EncodeBatch(nil, nil)
 	f1, _ := enc.EncodeBatch(nil, c.Pages()[:32])
 	f2, _ := enc.EncodeBatch(nil, c.Pages()[32:])
 	// Stateless frames may arrive in any order (e.g. over parallel streams).
@@ -214,6 +215,9 @@ func TestBaselineFramesAreStateless(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := m.apply(dec, f1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.apply(dec, f0); err != nil {
 		t.Fatal(err)
 	}
 	if len(m) != 64 {

@@ -47,6 +47,7 @@ type Encoder struct {
 	zeroHash  uint64
 	probeList []Codec
 	sample    []byte
+	snap      []byte // private copy of the page being encoded
 	closed    bool
 
 	mu    sync.Mutex
@@ -89,6 +90,7 @@ func NewEncoder(cfg Config, m *metrics.Metrics) (*Encoder, error) {
 		sel:      newSelector(cfg),
 		seen:     make(map[uint64]struct{}),
 		zeroHash: xxhash.Sum64(make([]byte, cfg.PageSize)),
+		snap:     make([]byte, cfg.PageSize),
 	}
 	if cfg.Mode == ModeAdaptive {
 		e.cache = newPageCache(cfg.PageSize, cfg.cachePages(), true)
@@ -151,6 +153,9 @@ func (e *Encoder) Stats() EncoderStats {
 // EncodeBatch appends one frame holding pages to dst and returns it. Each
 // page must be PageSize bytes; indices must be unique within the batch and
 // below 2^56; at most MaxBatchPages pages. The Encoder does not retain pages.
+// Pages may be written concurrently (a running guest): each is read exactly
+// once, so a concurrent write sends a torn but self-consistent page, which
+// the engine's dirty tracking resends in the next round.
 // On error nothing is appended and the Encoder's state is unchanged.
 func (e *Encoder) EncodeBatch(dst []byte, pages []Page) ([]byte, error) {
 	if e.closed {
@@ -165,16 +170,23 @@ func (e *Encoder) EncodeBatch(dst []byte, pages []Page) ([]byte, error) {
 	e.data, e.recs, e.stored, e.sums = e.data[:0], e.recs[:0], e.stored[:0], e.sums[:0]
 	var kinds [numKinds]int
 	var flags uint8
+	if e.cfg.Mode == ModeBaseline {
+		flags = flagStateless
+	}
 	prev := uint64(math.MaxUint64) // so that index 0 first has gap 0
 	for _, p := range pages {
 		kind, h := kindRaw, uint64(0)
 		var extra uint64
 		if e.cfg.Mode == ModeBaseline {
-			flags = flagStateless
-			h = xxhash.Sum64(p.Data)
+			// Hash the copy, not the source: the guest may be writing.
 			e.data = append(e.data, p.Data...)
+			h = xxhash.Sum64(e.data[len(e.data)-ps:])
 		} else {
-			kind, h, extra = e.encodePage(p)
+			// Read the page once: the guest may still be writing it, and
+			// the hash, the cached copy and the bytes sent must all be the
+			// same version or the two sides' caches would diverge.
+			copy(e.snap, p.Data)
+			kind, h, extra = e.encodePage(Page{Index: p.Index, Data: e.snap})
 		}
 		kinds[kind]++
 		e.recs = binary.AppendUvarint(e.recs, zigzag(int64(p.Index-(prev+1)))<<3|uint64(kind))
@@ -260,7 +272,7 @@ func (e *Encoder) EncodeBatch(dst []byte, pages []Page) ([]byte, error) {
 	st.OutputBytes += int64(out)
 	st.Selections[codec]++
 	st.LinkBandwidth = e.link()
-	st.Estimates = e.sel.snapshot(st.LinkBandwidth)
+	st.Estimates = e.sel.appendSnapshot(st.Estimates[:0], st.LinkBandwidth)
 	e.mu.Unlock()
 	return dst, nil
 }

@@ -149,7 +149,7 @@ func (s *StreamEncoder) EncodeChunk(dst, chunk []byte) ([]byte, error) {
 	s.stats.OutputBytes += int64(out)
 	s.stats.Selections[codec]++
 	s.stats.LinkBandwidth = link
-	s.stats.Estimates = s.sel.snapshot(link)
+	s.stats.Estimates = s.sel.appendSnapshot(s.stats.Estimates[:0], link)
 	s.mu.Unlock()
 	return dst, nil
 }
