@@ -106,44 +106,85 @@ func NewClusterState(r *Replica) *ClusterState { return &ClusterState{r: r} }
 // Replica returns the underlying replica.
 func (c *ClusterState) Replica() *Replica { return c.r }
 
-// setFields writes the given fields of the record at key in one update.
-func (c *ClusterState) setFields(ctx context.Context, key string, fields map[string]any, mustExist bool) error {
+// updateRecord applies fill to the record (a nested OR-Map) at key in one
+// replica update; fill mutates rec and joins the field deltas into delta.
+func (c *ClusterState) updateRecord(ctx context.Context, key string, mustExist bool, fill func(w Writer, rec, delta *ORMap) error) error {
 	if mustExist {
 		if _, ok := c.r.Get(key); !ok {
 			return fmt.Errorf("%w: %s", ErrNotFound, key)
 		}
 	}
-	enc := make(map[string][]byte, len(fields))
-	names := make([]string, 0, len(fields))
-	for f, v := range fields {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Errorf("ass: encode %s field %s: %w", key, f, err)
-		}
-		enc[f] = b
-		names = append(names, f)
-	}
-	sort.Strings(names)
 	var ferr error
 	err := c.r.Update(ctx, key, TypeORMap, func(w Writer, v CRDT) CRDT {
-		rec := v.(*ORMap)
 		delta := NewORMap()
-		for _, f := range names {
-			fd, err := rec.Update(w.Node, f, TypeLWWRegister, func(fv CRDT) CRDT {
-				return fv.(*LWWRegister).Set(w.Now(), enc[f])
-			})
-			if err != nil {
-				ferr = err
-				continue
-			}
-			delta.Merge(fd)
-		}
+		ferr = fill(w, v.(*ORMap), delta)
 		return delta
 	})
 	if err != nil {
 		return err
 	}
 	return ferr
+}
+
+// setJSON writes LWW fields holding JSON encodings. Called inside updateRecord.
+func setJSON(w Writer, rec, delta *ORMap, fields map[string]any) error {
+	names := make([]string, 0, len(fields))
+	for f := range fields {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		b, err := json.Marshal(fields[f])
+		if err != nil {
+			return fmt.Errorf("ass: encode field %s: %w", f, err)
+		}
+		fd, err := rec.Update(w.Node, f, TypeLWWRegister, func(fv CRDT) CRDT {
+			return fv.(*LWWRegister).Set(w.Now(), b)
+		})
+		if err != nil {
+			return err
+		}
+		delta.Merge(fd)
+	}
+	return nil
+}
+
+// Host usage is three PN-counters, so that usage changes made concurrently
+// at different sites (two migrations landing on one host) add up instead of
+// one overwriting the other.
+var usageFields = [3]string{"usage_cpu", "usage_mem", "usage_net"}
+
+func usageOf(rec *ORMap) Resources {
+	var v [3]int64
+	for i, f := range usageFields {
+		if c, ok := rec.Get(f); ok {
+			if pn, ok := c.(*PNCounter); ok {
+				v[i] = pn.Value()
+			}
+		}
+	}
+	return Resources{CPUMillicores: v[0], MemoryBytes: v[1], NetworkBps: v[2]}
+}
+
+// addUsage adds d to the usage counters. Called inside updateRecord.
+func addUsage(w Writer, rec, delta *ORMap, d Resources) error {
+	for i, n := range [3]int64{d.CPUMillicores, d.MemoryBytes, d.NetworkBps} {
+		if n == 0 {
+			continue
+		}
+		fd, err := rec.Update(w.Node, usageFields[i], TypePNCounter, func(v CRDT) CRDT { return v.(*PNCounter).Add(w.Node, n) })
+		if err != nil {
+			return err
+		}
+		delta.Merge(fd)
+	}
+	return nil
+}
+
+func (c *ClusterState) setFields(ctx context.Context, key string, fields map[string]any, mustExist bool) error {
+	return c.updateRecord(ctx, key, mustExist, func(w Writer, rec, delta *ORMap) error {
+		return setJSON(w, rec, delta, fields)
+	})
 }
 
 // readField decodes one LWW field of a record; a missing field leaves dst unchanged.
@@ -158,7 +199,9 @@ func readField(rec *ORMap, field string, dst any) {
 	}
 }
 
-// SetHost writes every field of h.
+// SetHost writes every field of h. Usage is set by adding the difference
+// from the usage this replica sees, so a concurrent AddHostUsage elsewhere
+// still counts.
 func (c *ClusterState) SetHost(ctx context.Context, h Host) error {
 	if h.ID == "" {
 		return errors.New("ass: SetHost: empty host ID")
@@ -166,14 +209,31 @@ func (c *ClusterState) SetHost(ctx context.Context, h Host) error {
 	if h.Health == "" {
 		h.Health = HealthUnknown
 	}
-	return c.setFields(ctx, hostPrefix+h.ID, map[string]any{
-		"zone": h.Zone, "labels": h.Labels, "capacity": h.Capacity, "usage": h.Usage, "health": h.Health,
-	}, false)
+	return c.updateRecord(ctx, hostPrefix+h.ID, false, func(w Writer, rec, delta *ORMap) error {
+		if err := setJSON(w, rec, delta, map[string]any{
+			"zone": h.Zone, "labels": h.Labels, "capacity": h.Capacity, "health": h.Health,
+		}); err != nil {
+			return err
+		}
+		return addUsage(w, rec, delta, h.Usage.Sub(usageOf(rec)))
+	})
 }
 
-// SetHostUsage writes the usage of an existing host.
+// SetHostUsage sets the usage of an existing host (as its agent measures
+// it), by adding the difference from the usage this replica sees.
 func (c *ClusterState) SetHostUsage(ctx context.Context, id string, usage Resources) error {
-	return c.setFields(ctx, hostPrefix+id, map[string]any{"usage": usage}, true)
+	return c.updateRecord(ctx, hostPrefix+id, true, func(w Writer, rec, delta *ORMap) error {
+		return addUsage(w, rec, delta, usage.Sub(usageOf(rec)))
+	})
+}
+
+// AddHostUsage adds d (which may be negative) to the usage of an existing
+// host. Unlike a read followed by SetHostUsage, concurrent calls at
+// different sites all count: use it to account for VMs placed or moved.
+func (c *ClusterState) AddHostUsage(ctx context.Context, id string, d Resources) error {
+	return c.updateRecord(ctx, hostPrefix+id, true, func(w Writer, rec, delta *ORMap) error {
+		return addUsage(w, rec, delta, d)
+	})
 }
 
 // SetHostHealth writes the health of an existing host.
@@ -191,7 +251,7 @@ func hostFrom(id string, rec *ORMap) Host {
 	readField(rec, "zone", &h.Zone)
 	readField(rec, "labels", &h.Labels)
 	readField(rec, "capacity", &h.Capacity)
-	readField(rec, "usage", &h.Usage)
+	h.Usage = usageOf(rec)
 	readField(rec, "health", &h.Health)
 	return h
 }

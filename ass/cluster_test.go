@@ -44,6 +44,30 @@ func TestClusterStateConcurrentFields(t *testing.T) {
 			t.Fatalf("vms on h1: %+v", vms)
 		}
 	}
+	// Two migrations land on h1 at two sites concurrently: both count.
+	if err := a.AddHostUsage(ctx, "h1", Resources{CPUMillicores: 500, MemoryBytes: 1 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddHostUsage(ctx, "h1", Resources{CPUMillicores: 250, MemoryBytes: 2 << 30}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		c.round()
+	}
+	for _, cs := range []*ClusterState{a, b} {
+		if h, _ := cs.Host("h1"); h.Usage.CPUMillicores != 1750 || h.Usage.MemoryBytes != 3<<30 {
+			t.Fatalf("usage after concurrent adds: %+v", h.Usage)
+		}
+	}
+	if err := b.SetHostUsage(ctx, "h1", Resources{CPUMillicores: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := b.Host("h1"); h.Usage != (Resources{CPUMillicores: 100}) {
+		t.Fatalf("usage after set: %+v", h.Usage)
+	}
+	for i := 0; i < 5; i++ {
+		c.round() // a must see b's update before removing, or the update wins
+	}
 	if err := a.SetVMPlacement(ctx, "vm1", "h2", VMRunning); err != nil {
 		t.Fatal(err)
 	}

@@ -149,9 +149,10 @@ func Unmarshal(b []byte) (CRDT, error) {
 // decoder reads the encodings above. The first error sticks; after it every
 // read returns zero values, so decode functions need not check after each field.
 type decoder struct {
-	buf []byte
-	off int
-	err error
+	buf   []byte
+	off   int
+	err   error
+	names map[string]string // actor ids seen in this input, decoded once
 }
 
 func (d *decoder) fail(format string, args ...any) {
@@ -232,6 +233,23 @@ func (d *decoder) bytes() []byte {
 
 func (d *decoder) string() string { return string(d.bytes()) }
 
+// name decodes an actor id. A frame repeats a few actor ids many times, so
+// each distinct one is allocated once.
+func (d *decoder) name() string {
+	b := d.bytes()
+	if s, ok := d.names[string(b)]; ok {
+		return s
+	}
+	if d.names == nil {
+		d.names = make(map[string]string)
+	}
+	s := string(b)
+	if len(d.names) < 1024 {
+		d.names[s] = s
+	}
+	return s
+}
+
 func (d *decoder) dots() dotSet {
 	n := d.count(2)
 	if n == 0 {
@@ -239,7 +257,7 @@ func (d *decoder) dots() dotSet {
 	}
 	s := make(dotSet, 0, n)
 	for i := 0; i < n && d.err == nil; i++ {
-		dot := Dot{Node: d.string(), Counter: d.uvarint()}
+		dot := Dot{Node: d.name(), Counter: d.uvarint()}
 		if dot.Counter == 0 {
 			d.fail("dot counter 0")
 		}
@@ -256,7 +274,7 @@ func (d *decoder) context() CausalContext {
 	n := d.count(2)
 	prev := ""
 	for i := 0; i < n && d.err == nil; i++ {
-		node, v := d.string(), d.uvarint()
+		node, v := d.name(), d.uvarint()
 		if i > 0 && node <= prev {
 			d.fail("version vector not in canonical order")
 		}
@@ -279,7 +297,7 @@ func (d *decoder) timestamp() Timestamp {
 	if logical > uint64(^uint32(0)) {
 		d.fail("logical clock %d overflows", logical)
 	}
-	return Timestamp{Wall: wall, Logical: uint32(logical), Node: d.string()}
+	return Timestamp{Wall: wall, Logical: uint32(logical), Node: d.name()}
 }
 
 func (d *decoder) value(depth int) CRDT {
@@ -301,7 +319,7 @@ func (d *decoder) value(depth int) CRDT {
 		r := &MVRegister{values: make(map[Dot][]byte, n)}
 		var prev Dot
 		for i := 0; i < n && d.err == nil; i++ {
-			dot := Dot{Node: d.string(), Counter: d.uvarint()}
+			dot := Dot{Node: d.name(), Counter: d.uvarint()}
 			if i > 0 && !dotLess(prev, dot) {
 				d.fail("dots not in canonical order")
 			}
@@ -342,7 +360,7 @@ func (d *decoder) gcounter() *GCounter {
 	g := &GCounter{counts: make(map[string]uint64, n)}
 	prev := ""
 	for i := 0; i < n && d.err == nil; i++ {
-		node, v := d.string(), d.uvarint()
+		node, v := d.name(), d.uvarint()
 		if i > 0 && node <= prev {
 			d.fail("counter actors not in canonical order")
 		}

@@ -51,7 +51,7 @@ type Config struct {
 	MaxInflightBytes int
 	// MaxBufferBytes caps the deltas kept for peers that have not
 	// acknowledged them; beyond it the oldest are dropped and the peers that
-	// missed them catch up by digest exchange. Default 256 MiB.
+	// missed them catch up by digest exchange. Default 64 MiB.
 	MaxBufferBytes int
 	// MaxFrameBytes is the largest frame accepted from a peer. Default 64 MiB.
 	MaxFrameBytes int
@@ -75,7 +75,7 @@ func DefaultConfig(nodeID, listenAddr string) Config {
 		DigestInterval:    2 * time.Second,
 		MaxBatchBytes:     4 << 20,
 		MaxInflightBytes:  32 << 20,
-		MaxBufferBytes:    256 << 20,
+		MaxBufferBytes:    64 << 20,
 		MaxFrameBytes:     64 << 20,
 		SnapshotBytes:     64 << 20,
 		Now:               time.Now,

@@ -303,10 +303,10 @@ func (s *ORSet) Type() Type { return TypeORSet }
 
 // Add inserts elem on behalf of node and returns the delta.
 func (s *ORSet) Add(node, elem string) *ORSet {
-	seen := s.elems[elem]
 	d := s.ctx.next(node)
+	seen := s.elems[elem].with(d)
 	s.elems[elem] = dotSet{d}
-	return &ORSet{elems: map[string]dotSet{elem: {d}}, ctx: contextOf(seen.with(d))}
+	return &ORSet{elems: map[string]dotSet{elem: s.elems[elem]}, ctx: ownedContextOf(seen)}
 }
 
 // Remove deletes elem (the adds of it seen so far) and returns the delta.

@@ -29,14 +29,15 @@
 //     written with an atomic rename. A local Update returns, and a peer's
 //     delta is acknowledged, only once it is in the log.
 //   - ClusterState: typed hosts and VMs over a Replica, one OR-Map key per
-//     object with a last-writer-wins register per field.
+//     object with a last-writer-wins register per field, and host usage as
+//     PN-counters so that concurrent AddHostUsage calls at two sites add up.
 //
 // # Usage
 //
 //	cfg := ass.DefaultConfig("site-a", "10.0.0.1:7000")
 //	cfg.Peers = []string{"10.0.0.2:7000", "10.0.0.3:7000"}
 //	cfg.DataDir = "/var/lib/dwcp/ass"
-//	r, err := ass.NewReplica(cfg, metrics.New(prometheus.DefaultRegisterer))
+//	r, err := ass.NewReplica(cfg, metrics.New(reg)) // reg: your prometheus.Registerer
 //	if err != nil { ... }
 //	if err := r.Start(ctx); err != nil { ... }
 //	defer r.Close()

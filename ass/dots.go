@@ -18,7 +18,9 @@ func dotLess(a, b Dot) bool {
 }
 
 // dotSet is a set of dots as a sorted slice without duplicates: most sets
-// hold one or two dots, where a slice is far cheaper than a map.
+// hold one or two dots, where a slice is far cheaper than a map. A dotSet is
+// never modified after it is built (every operation returns a new one), so
+// states and deltas may share them.
 type dotSet []Dot
 
 func (s dotSet) clone() dotSet {
@@ -212,8 +214,12 @@ func (c *CausalContext) clone() CausalContext {
 }
 
 // contextOf returns a context holding exactly the given dots.
-func contextOf(dots dotSet) CausalContext {
-	c := CausalContext{cloud: dots.clone()}
+func contextOf(dots dotSet) CausalContext { return ownedContextOf(dots.clone()) }
+
+// ownedContextOf is contextOf for a slice nobody else holds: compaction
+// reuses it.
+func ownedContextOf(dots dotSet) CausalContext {
+	c := CausalContext{cloud: dots}
 	c.compact()
 	return c
 }

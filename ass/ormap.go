@@ -78,10 +78,10 @@ func (m *ORMap) Update(node, key string, t Type, mutate func(v CRDT) CRDT) (*ORM
 	if vd == nil || vd.Type() != t {
 		return nil, fmt.Errorf("ass: update of key %q: mutate returned no %v delta", key, t)
 	}
-	seen := e.dots
 	d := e.ctx.next(node)
+	seen := e.dots.with(d) // a new slice: the delta's context owns it
 	e.dots = dotSet{d}
-	return &ORMap{entries: map[string]*mapEntry{key: {dots: dotSet{d}, ctx: contextOf(seen.with(d)), value: vd}}}, nil
+	return &ORMap{entries: map[string]*mapEntry{key: {dots: e.dots, ctx: ownedContextOf(seen), value: vd}}}, nil
 }
 
 // Remove deletes key and returns the delta (an empty delta if key is absent).

@@ -60,6 +60,9 @@ type Replica struct {
 	started     bool
 	closed      bool
 
+	snapMu       sync.Mutex // one snapshot at a time
+	snapFailedAt time.Time  // last failed automatic snapshot, to back off
+
 	kick      chan struct{}
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -500,8 +503,9 @@ func (r *Replica) tick(now time.Time) {
 		health = 0.5
 	}
 	if r.store != nil {
-		if r.store.logSize() > r.cfg.SnapshotBytes {
+		if r.store.logSize() > r.cfg.SnapshotBytes && now.Sub(r.snapFailedAt) > 10*time.Second {
 			if err := r.snapshot(); err != nil {
+				r.snapFailedAt = now
 				r.stateSyncError()
 			}
 		}
@@ -527,6 +531,8 @@ func (r *Replica) Snapshot(ctx context.Context) error {
 }
 
 func (r *Replica) snapshot() error {
+	r.snapMu.Lock()
+	defer r.snapMu.Unlock()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()

@@ -138,3 +138,38 @@ func TestCrashBetweenRotateAndSnapshot(t *testing.T) {
 		t.Fatal("state recovered from two logs differs")
 	}
 }
+
+func TestAutomaticSnapshot(t *testing.T) {
+	c := newSimCluster(t, 1, 2, true)
+	for _, r := range c.reps {
+		r.cfg.SnapshotBytes = 4096
+	}
+	ctx := context.Background()
+	for i := 0; i < 200; i++ {
+		if err := c.reps[i%2].SetRegister(ctx, fmt.Sprintf("k%03d", i), []byte("some value")); err != nil {
+			t.Fatal(err)
+		}
+		if i%20 == 0 {
+			c.round()
+		}
+	}
+	for i := 0; i < 10; i++ {
+		c.round()
+	}
+	if !c.converged() || !c.identical() {
+		t.Fatal("not converged")
+	}
+	for i, dir := range c.dirs {
+		gens, _ := logGenerations(dir)
+		if _, err := os.Stat(filepath.Join(dir, snapshotName)); err != nil || len(gens) == 0 || gens[0] == 0 {
+			t.Fatalf("replica %d: no automatic snapshot (logs %v, %v)", i, gens, err)
+		}
+	}
+	want := stateOf(c.reps[0])
+	c.reps[0].Close()
+	r := openDurable(t, c.dirs[0], NewMemNetwork(2))
+	defer r.Close()
+	if !bytes.Equal(stateOf(r), want) {
+		t.Fatal("state recovered from snapshot and logs differs")
+	}
+}

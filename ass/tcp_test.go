@@ -8,9 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -287,5 +289,66 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestCloseReleasesGoroutines: replicas that synced over TCP leave no
+// goroutine behind after Close, and Close twice is harmless.
+func TestCloseReleasesGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	a, b := twoTCPReplicas(t, nil)
+	if err := a.SetRegister(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := b.Register("k"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no sync")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the replica, not standing in for work
+	}
+	for _, r := range []*Replica{a, b, a} {
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.SetRegister(context.Background(), "k", nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("update after Close: %v", err)
+	}
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines before, %d after Close", before, runtime.NumGoroutine())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestSendToDeadPeerDoesNotBlock: frames to an address nobody listens on
+// are dropped without blocking the caller.
+func TestSendToDeadPeerDoesNotBlock(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	tc := DefaultTCPConfig("127.0.0.1:0")
+	tc.QueueFrames = 4
+	tr, err := NewTCPTransport(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Start(func([]byte) {})
+	start := time.Now()
+	frame := encodeFrame(&message{kind: kindAck})
+	for i := 0; i < 1000; i++ {
+		tr.Send(context.Background(), dead, frame) // errors (queue full) are expected
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("1000 sends to a dead peer took %v", d)
 	}
 }
