@@ -12,8 +12,11 @@ import (
 // WithComponents returns cfg with the DWCP data path filled in where cfg
 // leaves it empty: the amst transport (v3 adaptive streams, v1 exactly one),
 // hde codecs (v3 adaptive, v1 fixed zstd) and the pba forecaster (v3; v1
-// uses the last round's rate). tlsCfg (may be nil) is used for both ends of
-// amst sessions and must carry a certificate that the other side verifies.
+// uses the last round's rate). m (nil: cfg.Metrics) receives the
+// components' metrics. For TLS, set cfg.Transport to an AMSTTransport whose
+// amst.Config carries it (see SelfSignedTLS). The optional components (acp,
+// ass, itp) need cluster wiring and are set by the caller: ACPOwnership,
+// ASSState, ITPPlacer.
 func WithComponents(cfg Config, m *metrics.Metrics) Config {
 	if m == nil {
 		m = cfg.Metrics

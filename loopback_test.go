@@ -53,14 +53,15 @@ func TestAMSTStreamsKilledRecover(t *testing.T) {
 				c.Codecs = nil
 				*c = WithComponents(*c, c.Metrics)
 				c.BatchPages = 64
+				c.SampleInterval = 2 * time.Millisecond // progress reports often enough to strike mid-round
 			})
-			vm := newTestVM(t, 8<<20, 2<<20, PatternHotSet)
+			vm := newTestVM(t, 16<<20, 2<<20, PatternHotSet)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			killed := 0
 			res, dres, err, derr := h.migrateLoopback(ctx, MigrationRequest{VMID: "vm-kill", Memory: vm, Version: v,
 				Progress: func(p Progress) {
-					if killed == 0 && p.Round == 1 && p.RoundPagesSent > p.RoundPages/3 {
+					if killed == 0 && p.Round == 1 && p.RoundPagesSent > 0 {
 						killed = kt.killAll()
 					}
 				}})

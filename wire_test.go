@@ -2,8 +2,10 @@ package dwcp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -168,6 +170,61 @@ func FuzzRawCodec(f *testing.F) {
 		})
 		if err == nil && n*516 != len(b) {
 			t.Fatalf("decoded %d pages from %d bytes", n, len(b))
+		}
+	})
+}
+
+// FuzzReceive drives a destination engine with a valid hello followed by
+// arbitrary messages (a type byte and a payload each): it must end with an
+// error or a verified migration, never panic or hang.
+func FuzzReceive(f *testing.F) {
+	good := appendPagesHeader(nil, 1, 0, []pageEntry{{Index: 0, Hash: 0}})
+	f.Add(append([]byte{byte(msgPages), byte(len(good))}, good...))
+	f.Add([]byte{byte(msgRoundEnd), 12, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{byte(msgSwitchover), 12, 2, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		e, err := New(Config{NodeID: "dst", HandshakeTimeout: time.Second, ReplyTimeout: 200 * time.Millisecond,
+			Incoming: func(ctx context.Context, spec IncomingSpec) (IncomingMemory, error) {
+				return NewIncomingSyntheticVM(spec, SyntheticConfig{})
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		a, b := NewPipe(64)
+		defer a.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.Receive(ctx, b)
+		}()
+		seq := uint64(1)
+		hello := helloMsg{MigrationID: "m", VMID: "vm", SourceNode: "src", Version: V3, Codec: codecRaw, PageSize: 4096, PageCount: 128, Lanes: 2}
+		a.SendMessage(ctx, appendFrame(nil, msgHello, seq, hello.append(nil)))
+		go func() { // drain replies
+			for {
+				if _, err := a.ReceiveMessage(ctx); err != nil {
+					return
+				}
+			}
+		}()
+		for len(in) >= 2 {
+			typ, n := in[0], int(in[1])
+			in = in[2:]
+			n = min(n, len(in))
+			seq++
+			if a.SendMessage(ctx, appendFrame(nil, msgType(typ%uint8(msgAbort)+1), seq, in[:n])) != nil {
+				break
+			}
+			in = in[n:]
+		}
+		a.Close()
+		select {
+		case <-done:
+		case <-time.After(4 * time.Second):
+			t.Fatal("destination hung")
 		}
 	})
 }

@@ -338,13 +338,27 @@ func (c *PBFTCluster) Members() []string {
 // Algorithm implements Consensus.
 func (c *PBFTCluster) Algorithm() string { return metrics.ConsensusPBFT }
 
-// View implements Consensus.
+// View implements Consensus with the replica that has executed the most:
+// a result accepted by the client was executed by at least one replica, so
+// a read after Propose sees it (read-your-writes in process).
 func (c *PBFTCluster) View(fn func(r *Registry)) {
-	if n := c.any(); n != nil {
-		n.View(fn)
+	c.mu.Lock()
+	var best *PBFTNode
+	var bestExec uint64
+	for _, n := range c.nodes {
+		if n == nil {
+			continue
+		}
+		if e := n.Status().LastExecuted; best == nil || e > bestExec {
+			best, bestExec = n, e
+		}
+	}
+	c.mu.Unlock()
+	if best == nil {
+		fn(NewRegistry())
 		return
 	}
-	fn(NewRegistry())
+	best.View(fn)
 }
 
 // Close implements Consensus.

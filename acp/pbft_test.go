@@ -48,6 +48,9 @@ func TestPBFTClusterOwnershipOverTCP(t *testing.T) {
 	if err := oc.ConfirmResume(ctx, "vm-1", "h2", 2); err != nil {
 		t.Fatal(err)
 	}
+	if host, e := oc.Owner("vm-1"); host != "h2" || e != 2 || !oc.CanResume("vm-1", "h2", 2) || oc.CanResume("vm-1", "h1", 1) {
+		t.Fatalf("read after commit: owner %s epoch %d", host, e)
+	}
 	if c.Leader() != "pbft-0" || len(c.Members()) != 4 {
 		t.Fatalf("leader %q members %v", c.Leader(), c.Members())
 	}

@@ -211,41 +211,45 @@ func (n *RaftNode) watchLeadership(ch chan raft.Observation) {
 	}
 }
 
-// HasExistingState reports whether dataDir already holds raft state, i.e.
-// whether a node there must not be bootstrapped again.
-func HasExistingState(dataDir string) (bool, error) {
-	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dataDir, "raft.db"), NoSync: true})
-	if err != nil {
-		return false, err
-	}
-	defer store.Close()
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dataDir, 1, hclog.NewNullLogger())
-	if err != nil {
-		return false, err
-	}
-	return raft.HasExistingState(store, store, snaps)
-}
-
 // RaftPeer is one member of a bootstrap configuration.
 type RaftPeer struct {
 	ID   string
 	Addr string
 }
 
-// Bootstrap writes the initial configuration. Call it on exactly one
-// replica of a new cluster (or on all with the same peers, as raft allows).
-func (n *RaftNode) Bootstrap(peers []RaftPeer) error {
+// ErrAlreadyBootstrapped is returned by Bootstrap on a replica that
+// already has state (a restart): it must not be bootstrapped again.
+var ErrAlreadyBootstrapped = errors.New("acp: raft replica already has state")
+
+// Bootstrap writes the initial configuration. Call it on one replica of a
+// new cluster (or on all with the same peers, as raft allows); on a
+// restarted replica it returns ErrAlreadyBootstrapped, which is harmless.
+func (n *RaftNode) Bootstrap(ctx context.Context, peers []RaftPeer) error {
 	var conf raft.Configuration
 	for _, p := range peers {
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
 	}
-	if err := n.raft.BootstrapCluster(conf).Error(); err != nil {
+	err := waitFuture(ctx, n.raft.BootstrapCluster(conf))
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("%w (%s)", ErrAlreadyBootstrapped, n.cfg.ID)
+	}
+	if err != nil {
 		return fmt.Errorf("acp: bootstrap %s: %w", n.cfg.ID, err)
 	}
 	return nil
+}
+
+// waitFuture waits for a raft future or ctx. Raft resolves every future,
+// at the latest on Shutdown, so the waiting goroutine always ends.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ID returns the replica's id.
@@ -322,15 +326,11 @@ func (n *RaftNode) propose(ctx context.Context, cmd []byte) ([]byte, error) {
 		}
 	}
 	f := n.raft.Apply(cmd, timeout)
-	errc := make(chan error, 1)
-	go func() { errc <- f.Error() }() // raft resolves every future, at the latest on Shutdown
-	select {
-	case err := <-errc:
-		if err != nil {
-			return nil, n.wrapErr(err)
+	if err := waitFuture(ctx, f); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("acp: raft propose: %w", err)
 		}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("acp: raft propose: %w", ctx.Err())
+		return nil, n.wrapErr(err)
 	}
 	out, ok := f.Response().([]byte)
 	if !ok {
@@ -363,7 +363,7 @@ func ctxTimeout(ctx context.Context) time.Duration {
 
 // Join adds a voter (call on the leader).
 func (n *RaftNode) Join(ctx context.Context, id, addr string) error {
-	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, ctxTimeout(ctx)).Error(); err != nil {
+	if err := waitFuture(ctx, n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, ctxTimeout(ctx))); err != nil {
 		return fmt.Errorf("acp: add voter %s: %w", id, n.wrapErr(err))
 	}
 	n.obs.quorum(len(n.Members())/2 + 1)
@@ -372,7 +372,7 @@ func (n *RaftNode) Join(ctx context.Context, id, addr string) error {
 
 // Remove removes a member (call on the leader).
 func (n *RaftNode) Remove(ctx context.Context, id string) error {
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, ctxTimeout(ctx)).Error(); err != nil {
+	if err := waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, ctxTimeout(ctx))); err != nil {
 		return fmt.Errorf("acp: remove server %s: %w", id, n.wrapErr(err))
 	}
 	n.obs.quorum(len(n.Members())/2 + 1)
@@ -380,8 +380,8 @@ func (n *RaftNode) Remove(ctx context.Context, id string) error {
 }
 
 // Snapshot takes a snapshot now and compacts the log behind it.
-func (n *RaftNode) Snapshot() error {
-	if err := n.raft.Snapshot().Error(); err != nil {
+func (n *RaftNode) Snapshot(ctx context.Context) error {
+	if err := waitFuture(ctx, n.raft.Snapshot()); err != nil {
 		return fmt.Errorf("acp: snapshot %s: %w", n.cfg.ID, err)
 	}
 	return nil

@@ -53,7 +53,7 @@ func NewRaftCluster(ctx context.Context, n int, dir string, base RaftConfig, m *
 		c.nodes, c.cfgs = append(c.nodes, node), append(c.cfgs, cfg)
 		peers[i] = RaftPeer{ID: cfg.ID, Addr: node.Addr()}
 	}
-	if err := c.nodes[0].Bootstrap(peers); err != nil {
+	if err := c.nodes[0].Bootstrap(ctx, peers); err != nil {
 		c.Close()
 		return nil, err
 	}

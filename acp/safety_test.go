@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/dwcp/dwcp/acp/internal/pbft"
@@ -46,6 +48,13 @@ func TestOwnershipSafetyRandomized(t *testing.T) {
 	seeds := []int64{1, 2, 3, 4, 5, 6}
 	if testing.Short() {
 		seeds = seeds[:2]
+	}
+	// ACP_SAFETY_SEEDS=N runs seeds 1..N instead (a longer soak).
+	if n, err := strconv.Atoi(os.Getenv("ACP_SAFETY_SEEDS")); err == nil && n > 0 {
+		seeds = seeds[:0]
+		for i := 1; i <= n; i++ {
+			seeds = append(seeds, int64(i))
+		}
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) { runSafetySim(t, seed) })
@@ -154,12 +163,16 @@ func runSafetySim(t *testing.T, seed int64) {
 			t.Fatalf("not settled after %d steps: %d in flight", step, len(net.inflight))
 		}
 		faulty := step < steps
-		if faulty && rng.Intn(2000) == 0 {
-			// New partition: a random replica is cut off (or none).
+		if faulty && rng.Intn(1000) == 0 {
+			// New partition: cut off the primary some replica follows, a
+			// random replica, or none.
 			for i := range net.group {
 				net.group[i] = 0
 			}
-			if rng.Intn(2) == 0 {
+			switch rng.Intn(3) {
+			case 0:
+				net.group[reps[rng.Intn(n)].Primary()] = 1
+			case 1:
 				net.group[rng.Intn(n)] = 1
 			}
 		}

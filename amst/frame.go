@@ -80,15 +80,20 @@ func (t frameType) String() string {
 // putFrameHeader writes the header of a frame whose payload already sits in
 // buf[frameHeaderLen:], computing the checksum over header and payload.
 func putFrameHeader(buf []byte, typ frameType, flags uint8, seq uint64) {
-	payload := buf[frameHeaderLen:]
-	buf[0] = byte(typ)
-	buf[1] = flags
-	buf[2], buf[3] = 0, 0
-	binary.BigEndian.PutUint32(buf[4:8], uint32(len(payload)))
-	binary.BigEndian.PutUint64(buf[8:16], seq)
-	crc := crc32.Update(0, castagnoli, buf[:16])
+	putFrameHeaderSplit(buf[:frameHeaderLen], buf[frameHeaderLen:], typ, flags, seq)
+}
+
+// putFrameHeaderSplit writes into hdr the header of a frame whose payload
+// lives elsewhere (zero-copy sends).
+func putFrameHeaderSplit(hdr, payload []byte, typ frameType, flags uint8, seq uint64) {
+	hdr[0] = byte(typ)
+	hdr[1] = flags
+	hdr[2], hdr[3] = 0, 0
+	binary.BigEndian.PutUint32(hdr[4:8], uint32(len(payload)))
+	binary.BigEndian.PutUint64(hdr[8:16], seq)
+	crc := crc32.Update(0, castagnoli, hdr[:16])
 	crc = crc32.Update(crc, castagnoli, payload)
-	binary.BigEndian.PutUint32(buf[16:20], crc)
+	binary.BigEndian.PutUint32(hdr[16:20], crc)
 }
 
 // parseFrameHeader checks everything that can be checked before the payload

@@ -40,8 +40,13 @@ var (
 const pooledMin = 32 << 10
 
 type outFrame struct {
-	buf     *[]byte // pooled; header followed by payload
-	n       int     // bytes of buf in use
+	buf *[]byte // pooled; header followed by payload
+	n   int     // frame bytes: header plus payload
+	// A zero-copy frame has no buf: its payload is ext, a slice of the
+	// caller's buffer, and its header is hdr. detach gives it a buf before
+	// the caller gets its buffer back.
+	hdr     [frameHeaderLen]byte
+	ext     []byte
 	seq     uint64
 	sentOn  *stream
 	sentAt  time.Time
@@ -270,18 +275,22 @@ func (s *Session) newOutFrame() *outFrame { return &outFrame{buf: s.getBuf()} }
 // with sendMu held, which makes nextSeq stable.
 func (s *Session) push(ctx context.Context, f *outFrame, typ frameType, flags uint8, fin bool) error {
 	f.seq = s.nextSeq
-	putFrameHeader((*f.buf)[:f.n], typ, flags, f.seq)
+	if f.ext != nil {
+		putFrameHeaderSplit(f.hdr[:], f.ext, typ, flags, f.seq)
+	} else {
+		putFrameHeader((*f.buf)[:f.n], typ, flags, f.seq)
+	}
 	s.mu.Lock()
 	for {
 		if s.err != nil {
 			err := s.err
 			s.mu.Unlock()
-			s.putBuf(f.buf)
+			s.dropUnsent(f)
 			return err
 		}
 		if s.finishing && !fin {
 			s.mu.Unlock()
-			s.putBuf(f.buf)
+			s.dropUnsent(f)
 			return ErrClosed
 		}
 		if f.seq < s.ackConsumed+uint64(s.sendWindow) {
@@ -290,7 +299,7 @@ func (s *Session) push(ctx context.Context, f *outFrame, typ frameType, flags ui
 		s.windowWaits++
 		if err := s.waitLocked(ctx); err != nil {
 			s.mu.Unlock()
-			s.putBuf(f.buf)
+			s.dropUnsent(f)
 			return err
 		}
 	}
@@ -303,11 +312,104 @@ func (s *Session) push(ctx context.Context, f *outFrame, typ frameType, flags ui
 	return nil
 }
 
+func (s *Session) dropUnsent(f *outFrame) {
+	if f.buf != nil {
+		s.putBuf(f.buf)
+		f.buf = nil
+	}
+}
+
+// zeroCopyFrames is the write size, in frames, from which Write and
+// SendMessage send straight from the caller's buffer instead of copying it
+// into frames. Only frames still unacknowledged when the call ends are
+// copied (see detach), so large writes save most of a copy.
+const zeroCopyFrames = 4
+
+// sendBorrowed queues p as frames that reference p itself, and detaches
+// them before returning. The last frame gets lastFlags.
+func (s *Session) sendBorrowed(ctx context.Context, p []byte, typ frameType, lastFlags uint8) (int, error) {
+	frames := make([]*outFrame, 0, (len(p)+s.sendFrame-1)/s.sendFrame)
+	defer func() { s.detach(frames) }()
+	n := 0
+	for n < len(p) {
+		c := min(s.sendFrame, len(p)-n)
+		f := &outFrame{ext: p[n : n+c : n+c], n: frameHeaderLen + c}
+		var flags uint8
+		if n+c == len(p) {
+			flags = lastFlags
+		}
+		if err := s.push(ctx, f, typ, flags, false); err != nil {
+			return n, err
+		}
+		frames = append(frames, f)
+		n += c
+	}
+	return n, nil
+}
+
+// detach makes sure no frame refers to the caller's buffer any more:
+// acknowledged frames drop the reference, the others get a copy of their
+// payload in a pooled buffer. A frame being written right now is waited for.
+func (s *Session) detach(frames []*outFrame) {
+	for {
+		var copyNow []*outFrame
+		busy := false
+		s.mu.Lock()
+		for _, f := range frames {
+			switch {
+			case f.ext == nil:
+			case f.writers > 0:
+				busy = true
+			case f.acked:
+				f.ext = nil
+			default:
+				copyNow = append(copyNow, f)
+			}
+		}
+		s.mu.Unlock()
+		// Copy outside the lock: the payload is immutable, and a writer that
+		// picks the frame up meanwhile still reads valid memory, since the
+		// caller has not got its buffer back yet.
+		bufs := make([]*[]byte, len(copyNow))
+		for i, f := range copyNow {
+			bufs[i] = s.getBuf()
+			copy((*bufs[i])[:frameHeaderLen], f.hdr[:])
+			copy((*bufs[i])[frameHeaderLen:], f.ext)
+		}
+		s.mu.Lock()
+		for i, f := range copyNow {
+			switch {
+			case f.writers > 0:
+				s.putBuf(bufs[i])
+				busy = true
+			case f.acked:
+				s.putBuf(bufs[i])
+				f.ext = nil
+			default:
+				f.buf, f.ext = bufs[i], nil
+			}
+		}
+		if !busy {
+			s.mu.Unlock()
+			return
+		}
+		// A writer broadcasts when it finishes with a borrowed frame
+		// (also when its connection is closed under it).
+		ch := s.wake
+		s.mu.Unlock()
+		<-ch
+	}
+}
+
 // Write sends p on the byte stream. It blocks while the peer's window is
 // full and returns ErrClosed once Close has started.
 func (s *Session) Write(p []byte) (int, error) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
+	if len(p) >= zeroCopyFrames*s.sendFrame {
+		n, err := s.sendBorrowed(s.ctx, p, frameData, 0)
+		return n, s.ctxErr(err)
+	}
 	n := 0
 	for n < len(p) {
 		f := s.newOutFrame()
@@ -362,7 +464,17 @@ func (s *Session) SendMessage(ctx context.Context, b []byte) error {
 	defer s.sendMu.Unlock()
 	start := time.Now()
 	off := 0
-	for {
+	if len(b) >= zeroCopyFrames*s.sendFrame {
+		n, err := s.sendBorrowed(ctx, b, frameMsg, flagEnd)
+		if err != nil {
+			if n > 0 {
+				s.fail(fmt.Errorf("amst: message aborted after %d of %d bytes were queued: %w", n, len(b), err))
+			}
+			return err
+		}
+		off = len(b)
+	}
+	for off < len(b) || len(b) == 0 {
 		f := s.newOutFrame()
 		c := copy((*f.buf)[frameHeaderLen:frameHeaderLen+s.sendFrame], b[off:])
 		f.n = frameHeaderLen + c
@@ -417,6 +529,15 @@ func (s *Session) popLocked() *outFrame {
 	return nil
 }
 
+// frameBytes returns what to write for f: the whole frame, or its header
+// and its borrowed payload.
+func frameBytes(f *outFrame) (out, ext []byte) {
+	if f.ext != nil {
+		return f.hdr[:], f.ext
+	}
+	return (*f.buf)[:f.n], nil
+}
+
 func (s *Session) maybeReleaseLocked(f *outFrame) {
 	if f.acked && f.writers == 0 && !f.queued && f.buf != nil {
 		s.putBuf(f.buf)
@@ -433,7 +554,7 @@ func (s *Session) writeLoop(st *stream) {
 			s.kick() // pass on a wake-up this writer may have taken
 			return
 		}
-		var out []byte
+		var out, ext []byte
 		var f *outFrame
 		switch {
 		case s.ackDirty:
@@ -463,13 +584,13 @@ func (s *Session) writeLoop(st *stream) {
 			f.writers++
 			f.sentOn = st
 			f.sentAt = time.Now()
-			out = (*f.buf)[:f.n]
+			out, ext = frameBytes(f)
 		default:
 			if f = s.popLocked(); f != nil {
 				f.writers++
 				f.sentOn = st
 				f.sentAt = time.Now()
-				out = (*f.buf)[:f.n]
+				out, ext = frameBytes(f)
 			}
 		}
 		more := s.ackDirty || s.targetOut > 0 || s.pongOut != 0 || s.pingOut || len(s.retxQ)+len(s.freshQ) > 0
@@ -490,9 +611,12 @@ func (s *Session) writeLoop(st *stream) {
 			}
 		}
 		if f != nil {
-			if err := s.pacer.wait(s.ctx, len(out)); err != nil {
+			if err := s.pacer.wait(s.ctx, f.n); err != nil {
 				s.mu.Lock()
 				f.writers--
+				if ext != nil {
+					s.broadcastLocked()
+				}
 				s.maybeReleaseLocked(f)
 				s.mu.Unlock()
 				s.streamDown(st, err)
@@ -500,11 +624,21 @@ func (s *Session) writeLoop(st *stream) {
 			}
 		}
 		t0 := time.Now()
-		_, err := st.conn.Write(out)
+		var err error
+		if ext != nil {
+			// Header and borrowed payload in one writev on TCP.
+			bufs := net.Buffers{out, ext}
+			_, err = bufs.WriteTo(st.conn)
+		} else {
+			_, err = st.conn.Write(out)
+		}
 		st.busy.Add(int64(time.Since(t0)))
 		if f != nil {
 			s.mu.Lock()
 			f.writers--
+			if ext != nil {
+				s.broadcastLocked() // detach may be waiting for this frame
+			}
 			if err == nil {
 				// From here the frame waits only in the kernel's (small,
 				// see UnsentLimit) send queue and the network.

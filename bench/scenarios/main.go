@@ -213,6 +213,8 @@ func runLoopback(ctx context.Context, sc scenario, version string, timeout time.
 	return toOutcome(sc.name, v, res, err), nil
 }
 
+var built bool
+
 const (
 	nsA, nsB     = "dwcpA", "dwcpB"
 	addrA, addrB = "10.202.0.1", "10.202.0.2"
@@ -229,15 +231,20 @@ func runWAN(ctx context.Context, sc scenario, version string, timeout time.Durat
 		return outcome{}, err
 	}
 	bin := filepath.Join(os.TempDir(), "dwcp-bench")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		return outcome{}, err
-	}
-	for _, b := range [][2]string{{"wanem", "./bench/wanem"}, {"scenarios", "./bench/scenarios"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, b[0]), b[1])
-		cmd.Dir, cmd.Stderr = root, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return outcome{}, fmt.Errorf("build %s: %w", b[1], err)
+	if !built {
+		// Built once per run of this command, so every scenario runs the
+		// same code.
+		if err := os.MkdirAll(bin, 0o755); err != nil {
+			return outcome{}, err
 		}
+		for _, b := range [][2]string{{"wanem", "./bench/wanem"}, {"scenarios", "./bench/scenarios"}} {
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, b[0]), b[1])
+			cmd.Dir, cmd.Stderr = root, os.Stderr
+			if err := cmd.Run(); err != nil {
+				return outcome{}, fmt.Errorf("build %s: %w", b[1], err)
+			}
+		}
+		built = true
 	}
 	// Namespaces and addresses of our own, so that a concurrent amst
 	// benchmark on wanem's default namespaces is left alone.
@@ -355,6 +362,12 @@ func role(name string, args []string) error {
 	mctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	res, err := e.Migrate(mctx, dwcp.MigrationRequest{VMID: "bench-vm", Memory: guest, Destination: *to, Version: v, Scenario: *scName})
+	if res != nil {
+		for _, r := range res.RoundStats {
+			fmt.Fprintf(os.Stderr, "   round %d: %d pages, %.1f MiB wire in %v (%.1f MiB/s delivered, forecast %.1f MiB/s), %d dirty after, predicted final copy %v\n",
+				r.Round, r.Pages, float64(r.WireBytes)/(1<<20), r.Duration.Round(time.Millisecond), r.Rate/(1<<20), r.Forecast/(1<<20), r.DirtyAfter, r.PredictedEnd.Round(time.Millisecond))
+		}
+	}
 	b, _ := json.Marshal(toOutcome(*scName, v, res, err))
 	fmt.Println(string(b))
 	return nil
@@ -372,13 +385,16 @@ func printTable(results []outcome) {
 			o.Total.Seconds(), float64(o.Downtime)/1e6, float64(o.WireBytes)/(1<<20), o.Throughput/(1<<20), o.Rounds, o.Verified)
 	}
 	tw.Flush()
-	// v3 against v1 per scenario (first successful run of each).
+	// v3 against v1 per scenario: means over the successful runs.
 	fmt.Println()
-	type pair struct{ v1, v3 *outcome }
+	type agg struct {
+		n                     int
+		total, down, thr, wir float64
+	}
+	type pair struct{ v1, v3 agg }
 	byScenario := map[string]*pair{}
 	var order []string
-	for i := range results {
-		o := &results[i]
+	for _, o := range results {
 		if !o.OK {
 			continue
 		}
@@ -388,30 +404,36 @@ func printTable(results []outcome) {
 			byScenario[o.Scenario] = p
 			order = append(order, o.Scenario)
 		}
-		if o.Version == "v1" && p.v1 == nil {
-			p.v1 = o
+		a := &p.v1
+		if o.Version == "v3" {
+			a = &p.v3
+		} else if o.Version != "v1" {
+			continue
 		}
-		if o.Version == "v3" && p.v3 == nil {
-			p.v3 = o
-		}
+		a.n++
+		a.total += o.Total.Seconds()
+		a.down += o.Downtime.Seconds()
+		a.thr += o.Throughput
+		a.wir += float64(o.WireBytes)
 	}
 	for _, name := range order {
 		p := byScenario[name]
-		if p.v1 == nil || p.v3 == nil {
+		if p.v1.n == 0 || p.v3.n == 0 {
 			continue
 		}
-		fmt.Printf("%s: v3 total time %+.1f%% vs v1 (target < -30%%), effective throughput %+.1f%% (target > +33%%), wire bytes %+.1f%%\n",
-			name, 100*(p.v3.Total.Seconds()/p.v1.Total.Seconds()-1), 100*(p.v3.Throughput/p.v1.Throughput-1),
-			100*(float64(p.v3.WireBytes)/float64(p.v1.WireBytes)-1))
+		v1, v3 := p.v1, p.v3
+		fmt.Printf("%s (means of %d v1 and %d v3 runs): v3 total time %+.1f%% vs v1 (target < -30%%), effective throughput %+.1f%% (target > +33%%), wire bytes %+.1f%%, downtime %.0f ms vs %.0f ms\n",
+			name, v1.n, v3.n, 100*((v3.total/float64(v3.n))/(v1.total/float64(v1.n))-1), 100*((v3.thr/float64(v3.n))/(v1.thr/float64(v1.n))-1),
+			100*((v3.wir/float64(v3.n))/(v1.wir/float64(v1.n))-1), 1000*v3.down/float64(v3.n), 1000*v1.down/float64(v1.n))
 		for _, sc := range scenarios {
 			if sc.name != name {
 				continue
 			}
-			got := p.v3.Downtime
+			got := v3.down / float64(v3.n)
 			if sc.baseWhat == "total" {
-				got = p.v3.Total
+				got = v3.total / float64(v3.n)
 			}
-			fmt.Printf("   Phase 5 baseline %s %v: v3 measured %v\n", sc.baseWhat, sc.baseline, got.Round(time.Millisecond))
+			fmt.Printf("   Phase 5 baseline %s %v: v3 measured %v (mean)\n", sc.baseWhat, sc.baseline, time.Duration(got*float64(time.Second)).Round(time.Millisecond))
 		}
 	}
 }

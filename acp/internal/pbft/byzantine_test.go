@@ -85,61 +85,63 @@ func TestByzantineReplica(t *testing.T) {
 		{7, "equivocating", 0, DetectEquivocation},
 	}
 	for _, tc := range tests {
-		t.Run(fmt.Sprintf("n=%d/%s", tc.n, tc.mode), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-			defer cancel()
-			_, privs := testKeys(tc.n)
-			c := newTestCluster(t, tc.n, 7, func(id uint32, tr Transport) Transport {
-				if id != tc.faulty {
-					return tr
-				}
-				switch tc.mode {
-				case "silent":
-					return &byzTransport{tr, silent}
-				case "forging":
-					return &byzTransport{tr, forger(privs[id])}
-				default:
-					return &byzTransport{tr, equivocator(privs[id], id)}
-				}
-			})
-			client := 1
-			c.propose(ctx, client, 12, "op")
-			var correct []int
-			for i := 0; i < tc.n; i++ {
-				if uint32(i) != tc.faulty {
-					correct = append(correct, i)
-				}
-			}
-			c.checkAgreement(ctx, correct, 12)
-			if tc.detect == "" {
-				return
-			}
-			if c.detections(tc.detect) == 0 {
-				t.Fatalf("no %s detection", tc.detect)
-			}
-			// Every detection made by a correct replica names the faulty one.
-			for _, i := range correct {
-				for offender, kinds := range c.nodes[i].Offenders() {
-					if offender != tc.faulty {
-						t.Errorf("replica %d blamed correct replica %d: %v", i, offender, kinds)
+		for _, network := range []string{"mem", "tcp"} {
+			t.Run(fmt.Sprintf("n=%d/%s/%s", tc.n, tc.mode, network), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+				defer cancel()
+				_, privs := testKeys(tc.n)
+				c := newTestClusterOn(t, tc.n, 7, network == "tcp", func(id uint32, tr Transport) Transport {
+					if id != tc.faulty {
+						return tr
+					}
+					switch tc.mode {
+					case "silent":
+						return &byzTransport{tr, silent}
+					case "forging":
+						return &byzTransport{tr, forger(privs[id])}
+					default:
+						return &byzTransport{tr, equivocator(privs[id], id)}
+					}
+				})
+				client := 1
+				c.propose(ctx, client, 12, "op")
+				var correct []int
+				for i := 0; i < tc.n; i++ {
+					if uint32(i) != tc.faulty {
+						correct = append(correct, i)
 					}
 				}
-			}
-			if tc.mode == "equivocating" {
-				if st := c.nodes[client].Status(); st.View == 0 {
-					t.Errorf("equivocating primary still primary: %+v", st)
+				c.checkAgreement(ctx, correct, 12)
+				if tc.detect == "" {
+					return
 				}
-			}
-		})
+				if c.detections(tc.detect) == 0 {
+					t.Fatalf("no %s detection", tc.detect)
+				}
+				// Every detection made by a correct replica names the faulty one.
+				for _, i := range correct {
+					for offender, kinds := range c.nodes[i].Offenders() {
+						if offender != tc.faulty {
+							t.Errorf("replica %d blamed correct replica %d: %v", i, offender, kinds)
+						}
+					}
+				}
+				if tc.mode == "equivocating" {
+					if st := c.nodes[client].Status(); st.View == 0 {
+						t.Errorf("equivocating primary still primary: %+v", st)
+					}
+				}
+			})
+		}
 	}
 }
 
 func TestCrashedPrimaryViewChange(t *testing.T) {
 	for _, n := range []int{4, 7} {
-		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+		t.Run(fmt.Sprintf("n=%d/tcp", n), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 			defer cancel()
-			c := newTestCluster(t, n, 3, nil)
+			c := newTestClusterOn(t, n, 3, true, nil)
 			c.propose(ctx, 1, 5, "before")
 			if err := c.nodes[0].Close(); err != nil {
 				t.Fatal(err)
@@ -176,6 +178,13 @@ func TestLaggingReplicaCatchesUpByStateTransfer(t *testing.T) {
 	c.net.Heal()
 	c.propose(ctx, 1, 5, "after")
 	c.checkAgreement(ctx, []int{0, 1, 2, 3}, 55)
+	for c.nodes[3].Status().LastExecuted < 48 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("replica 3 did not catch up: %+v", c.nodes[3].Status())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func TestLossReorderProgress(t *testing.T) {

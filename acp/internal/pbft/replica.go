@@ -173,7 +173,11 @@ type Replica struct {
 	lastExec    uint64
 	nextSeq     uint64 // primary: last assigned
 
-	slots       map[uint64]*slot
+	slots map[uint64]*slot
+	// certs keeps, per sequence number above the stable checkpoint, the
+	// prepared certificate of the highest view: a view change must carry
+	// it even after later views reset the slot (section 4.4, set P).
+	certs       map[uint64]Cert
 	checkpoints map[uint64]map[uint32]*Message
 	snapshots   map[uint64][]byte // own state at checkpoint seqs > ... >= low
 	clients     map[uint32]*clientState
@@ -184,11 +188,40 @@ type Replica struct {
 	sentNewView uint64
 	newViewMsg  *Message // the last new-view this replica sent as primary
 
-	timer          int // ticks until suspecting the primary; 0 = stopped
-	timeout        int
-	retransmitIn   int
-	fetchRotor     uint32
-	detectionCount map[string]int
+	timer        int // ticks until suspecting the primary; 0 = stopped
+	timeout      int
+	retransmitIn int
+	fetchRotor   uint32
+	// verified caches signatures already checked: proofs repeat messages
+	// the replica verified when they arrived on their own.
+	verified map[[ed25519.SignatureSize]byte]sigEntry
+}
+
+type sigEntry struct {
+	signer uint32
+	body   [32]byte
+}
+
+const maxVerifiedCache = 1 << 14
+
+// verify checks m's signature by signer, with a cache.
+func (r *Replica) verify(m *Message, signer uint32) bool {
+	if int(signer) >= len(r.cfg.Keys) || len(m.Sig) != ed25519.SignatureSize {
+		return false
+	}
+	body := sha256.Sum256(m.signingBytes())
+	key := [ed25519.SignatureSize]byte(m.Sig)
+	if e, ok := r.verified[key]; ok && e.signer == signer && e.body == body {
+		return true
+	}
+	if !ed25519.Verify(r.cfg.Keys[signer], m.signingBytes(), m.Sig) {
+		return false
+	}
+	if len(r.verified) >= maxVerifiedCache {
+		clear(r.verified)
+	}
+	r.verified[key] = sigEntry{signer: signer, body: body}
+	return true
 }
 
 // NewReplica creates replica cfg.ID over app, in view 0.
@@ -197,11 +230,12 @@ func NewReplica(cfg Config, app Application) (*Replica, error) {
 		return nil, err
 	}
 	r := &Replica{cfg: cfg, f: F(cfg.N), app: app,
-		slots: map[uint64]*slot{}, checkpoints: map[uint64]map[uint32]*Message{},
+		slots: map[uint64]*slot{}, certs: map[uint64]Cert{}, checkpoints: map[uint64]map[uint32]*Message{},
 		snapshots: map[uint64][]byte{}, clients: map[uint32]*clientState{},
 		pending: map[reqKey]*Message{}, assigned: map[reqKey]uint64{},
 		viewChanges: map[uint64]map[uint32]*Message{}, timeout: cfg.ViewChangeTicks,
-		retransmitIn: cfg.RetransmitTicks, detectionCount: map[string]int{}}
+		retransmitIn: cfg.RetransmitTicks,
+		verified:     map[[ed25519.SignatureSize]byte]sigEntry{}}
 	r.snapshots[0] = r.stateBytes()
 	return r, nil
 }
@@ -237,7 +271,6 @@ func (r *Replica) sign(m *Message) *Message {
 func (o *Output) send(to uint32, m *Message) { o.Send = append(o.Send, Outbound{To: to, Msg: m}) }
 
 func (r *Replica) detect(o *Output, kind string, offender uint32, v, n uint64, format string, args ...any) {
-	r.detectionCount[kind]++
 	o.Detections = append(o.Detections, Detection{Type: kind, Offender: offender, View: v, Seq: n, Detail: fmt.Sprintf(format, args...)})
 }
 
@@ -266,7 +299,7 @@ func (r *Replica) Step(linkFrom uint32, m *Message) Output {
 		// retransmissions when it is slow.
 		return o
 	}
-	if !m.Verify(r.cfg.Keys[m.From]) {
+	if !r.verify(m, m.From) {
 		r.detect(&o, DetectBadSignature, m.From, m.View, m.Seq, "%s signature does not verify", m.Type)
 		return o
 	}
@@ -432,7 +465,7 @@ func (r *Replica) checkPrePrepare(o *Output, pp *Message) bool {
 		r.detect(o, DetectConflictingDigest, pp.From, pp.View, pp.Seq, "pre-prepare digest does not match its request")
 		return false
 	}
-	if req.Type != MsgRequest || int(req.Client) >= len(r.cfg.Keys) || req.From != req.Client || !req.Verify(r.cfg.Keys[req.Client]) {
+	if req.Type != MsgRequest || int(req.Client) >= len(r.cfg.Keys) || req.From != req.Client || !r.verify(req, req.Client) {
 		r.detect(o, DetectBadSignature, pp.From, pp.View, pp.Seq, "pre-prepare carries a request with a bad client signature")
 		return false
 	}
@@ -507,7 +540,7 @@ func (r *Replica) onPrepare(o *Output, m *Message) {
 	}
 	// The primary's signature the sender relays proves what it was sent.
 	hdr := &Message{Type: MsgPrePrepare, From: r.primaryOf(m.View), View: m.View, Seq: m.Seq, Digest: m.Digest, Sig: m.PrimarySig}
-	if !hdr.Verify(r.cfg.Keys[hdr.From]) {
+	if !r.verify(hdr, hdr.From) {
 		r.detect(o, DetectBadSignature, m.From, m.View, m.Seq, "prepare relays an invalid primary signature")
 		return
 	}
@@ -540,6 +573,20 @@ func (r *Replica) checkPrepared(o *Output, n uint64, s *slot) {
 		return
 	}
 	s.prepared = true
+	if prev, ok := r.certs[n]; !ok || prev.PrePrepare.View <= s.view {
+		cert := Cert{PrePrepare: s.pp}
+		ids := make([]uint32, 0, len(s.prepares))
+		for id, p := range s.prepares {
+			if p.Digest == s.digest {
+				ids = append(ids, id)
+			}
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		for _, id := range ids[:2*r.f] {
+			cert.Prepares = append(cert.Prepares, s.prepares[id])
+		}
+		r.certs[n] = cert
+	}
 	c := r.sign(&Message{Type: MsgCommit, View: s.view, Seq: n, Digest: s.digest})
 	s.commits[r.cfg.ID] = c
 	o.send(Broadcast, c)
@@ -778,6 +825,11 @@ func (r *Replica) makeStable(n uint64, proof []*Message) {
 	for s := range r.slots {
 		if s <= n {
 			delete(r.slots, s)
+		}
+	}
+	for s := range r.certs {
+		if s <= n {
+			delete(r.certs, s)
 		}
 	}
 	for s := range r.checkpoints {

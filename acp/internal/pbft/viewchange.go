@@ -13,37 +13,34 @@ func (r *Replica) startViewChange(o *Output, v uint64) {
 		return
 	}
 	r.inViewChange, r.targetView = true, v
-	r.timer = r.timeout
+	// The timer for view v starts once 2f+1 replicas want v (section
+	// 4.5.2): a replica alone does not race ahead through views.
+	r.timer = 0
 	if r.timeout < maxTimeoutFactor*r.cfg.ViewChangeTicks {
 		r.timeout *= 2
 	}
 	vc := &Message{Type: MsgViewChange, View: v, Seq: r.low, Checkpoints: r.stableProof}
-	seqs := make([]uint64, 0, len(r.slots))
-	for n, s := range r.slots {
-		if n > r.low && s.prepared && s.pp != nil {
+	seqs := make([]uint64, 0, len(r.certs))
+	for n := range r.certs {
+		if n > r.low {
 			seqs = append(seqs, n)
 		}
 	}
 	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
 	for _, n := range seqs {
-		s := r.slots[n]
-		c := Cert{PrePrepare: s.pp}
-		ids := make([]uint32, 0, len(s.prepares))
-		for id, p := range s.prepares {
-			if p.Digest == s.digest {
-				ids = append(ids, id)
-			}
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		for _, id := range ids[:2*r.f] {
-			c.Prepares = append(c.Prepares, s.prepares[id])
-		}
-		vc.Prepared = append(vc.Prepared, c)
+		vc.Prepared = append(vc.Prepared, r.certs[n])
 	}
 	r.sign(vc)
 	r.storeViewChange(vc)
 	o.send(Broadcast, vc)
+	r.armViewChangeTimer()
 	r.maybeNewView(o, v)
+}
+
+func (r *Replica) armViewChangeTimer() {
+	if r.inViewChange && r.timer == 0 && len(r.viewChanges[r.targetView]) >= r.quorum() {
+		r.timer = r.timeout
+	}
 }
 
 func (r *Replica) storeViewChange(m *Message) bool {
@@ -89,6 +86,7 @@ func (r *Replica) onViewChange(o *Output, m *Message) {
 	if len(senders) >= r.f+1 {
 		r.startViewChange(o, smallest)
 	}
+	r.armViewChangeTimer()
 	r.maybeNewView(o, m.View)
 }
 
@@ -114,7 +112,7 @@ func (r *Replica) validViewChange(o *Output, m *Message) bool {
 			return bad(DetectConflictingDigest, "malformed prepared certificate")
 		}
 		seen[pp.Seq] = true
-		if !pp.Verify(r.cfg.Keys[pp.From]) {
+		if !r.verify(pp, pp.From) {
 			return bad(DetectBadSignature, "certificate pre-prepare signature")
 		}
 		var scratch Output
@@ -127,7 +125,7 @@ func (r *Replica) validViewChange(o *Output, m *Message) bool {
 				p.From == pp.From || int(p.From) >= r.cfg.N || from[p.From] {
 				return bad(DetectConflictingDigest, "certificate prepare does not match")
 			}
-			if !p.Verify(r.cfg.Keys[p.From]) {
+			if !r.verify(p, p.From) {
 				return bad(DetectBadSignature, "certificate prepare signature")
 			}
 			from[p.From] = true
@@ -143,7 +141,7 @@ func (r *Replica) validCheckpointProof(proof []*Message, n uint64) bool {
 	from := map[uint32]bool{}
 	for _, c := range proof {
 		if c == nil || c.Type != MsgCheckpoint || c.Seq != n || c.Digest != proof[0].Digest ||
-			int(c.From) >= r.cfg.N || from[c.From] || !c.Verify(r.cfg.Keys[c.From]) {
+			int(c.From) >= r.cfg.N || from[c.From] || !r.verify(c, c.From) {
 			return false
 		}
 		from[c.From] = true
@@ -223,7 +221,7 @@ func (r *Replica) onNewView(o *Output, m *Message) {
 			r.detect(o, DetectConflictingDigest, m.From, v, 0, "new-view with a malformed view-change")
 			return
 		}
-		if !vc.Verify(r.cfg.Keys[vc.From]) {
+		if !r.verify(vc, vc.From) {
 			r.detect(o, DetectBadSignature, m.From, v, 0, "new-view relays a forged view-change")
 			return
 		}
@@ -246,7 +244,7 @@ func (r *Replica) onNewView(o *Output, m *Message) {
 			r.detect(o, DetectConflictingDigest, m.From, v, want[i].Seq, "new-view pre-prepare differs from the view-changes")
 			return
 		}
-		if !pp.Verify(r.cfg.Keys[m.From]) {
+		if !r.verify(pp, m.From) {
 			r.detect(o, DetectBadSignature, m.From, v, pp.Seq, "new-view pre-prepare signature")
 			return
 		}
