@@ -30,7 +30,8 @@
 //     every K sequence numbers are garbage-collected once 2f+1 replicas sign
 //     the same state digest, and a lagging replica fetches that state;
 //     a silent or faulty primary is replaced by a view change; a client
-//     accepts a result after f+1 matching replies. Equivocation, bad
+//     accepts a result after f+1 matching replies; the primary batches
+//     concurrent requests into one sequence number. Equivocation, bad
 //     signatures and conflicting digests are counted and the offending
 //     replica recorded (PBFTNode.Offenders).
 //

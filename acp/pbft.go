@@ -43,6 +43,11 @@ type PBFTConfig struct {
 	// MaxMessageBytes bounds one frame (and so the registry snapshot a
 	// state transfer can carry).
 	MaxMessageBytes int
+	// MaxBatch is the most requests ordered at one sequence number;
+	// Pipeline how many sequence numbers the primary keeps in flight
+	// before it batches what arrives meanwhile.
+	MaxBatch int
+	Pipeline int
 }
 
 // DefaultPBFTConfig returns settings for replica id of n on a WAN: the
@@ -51,7 +56,7 @@ func DefaultPBFTConfig(id uint32, n int) PBFTConfig {
 	return PBFTConfig{ID: id, N: n, BindAddr: "127.0.0.1:0", Tick: 10 * time.Millisecond,
 		ViewChangeTimeout: 2 * time.Second, RetransmitInterval: 200 * time.Millisecond,
 		RequestRetry: time.Second, CheckpointInterval: 64, Window: 256,
-		MaxMessageBytes: pbft.DefaultMaxMessageBytes}
+		MaxMessageBytes: pbft.DefaultMaxMessageBytes, MaxBatch: 64, Pipeline: 2}
 }
 
 func (c PBFTConfig) nodeConfig() (pbft.NodeConfig, error) {
@@ -67,7 +72,7 @@ func (c PBFTConfig) nodeConfig() (pbft.NodeConfig, error) {
 	rc := pbft.Config{ID: c.ID, N: c.N, Keys: c.Keys, PrivateKey: c.PrivateKey,
 		CheckpointInterval: c.CheckpointInterval, Window: c.Window,
 		ViewChangeTicks: int(c.ViewChangeTimeout / c.Tick), RetransmitTicks: int(c.RetransmitInterval / c.Tick),
-		ClientWindow: 256}
+		ClientWindow: 256, MaxBatch: c.MaxBatch, Pipeline: c.Pipeline}
 	nc := pbft.NodeConfig{Replica: rc, Tick: c.Tick, RequestRetry: c.RequestRetry,
 		MaxMessageBytes: c.MaxMessageBytes, FirstTimestamp: uint64(time.Now().UnixNano())}
 	if err := nc.Validate(); err != nil {

@@ -51,15 +51,16 @@ func forger(key ed25519.PrivateKey) func(uint32, *Message) []*Message {
 // request of its own in place of the client's, and replica 1 both.
 func equivocator(key ed25519.PrivateKey, self uint32) func(uint32, *Message) []*Message {
 	return func(to uint32, m *Message) []*Message {
-		if m.Type != MsgPrePrepare || m.Request == nil {
+		if m.Type != MsgPrePrepare || len(m.Batch) == 0 {
 			return []*Message{m}
 		}
 		evilReq := &Message{Type: MsgRequest, From: self, Client: self, Timestamp: 1<<62 + m.Seq + m.View<<20,
 			Op: []byte(fmt.Sprintf("evil-%d-%d", m.View, m.Seq))}
 		evilReq.Sign(key)
-		evil := &Message{Type: MsgPrePrepare, From: self, View: m.View, Seq: m.Seq, Digest: RequestDigest(evilReq)}
+		batch := []*Message{evilReq}
+		evil := &Message{Type: MsgPrePrepare, From: self, View: m.View, Seq: m.Seq, Digest: BatchDigest(batch)}
 		evil.Sign(key)
-		evil.Request = evilReq
+		evil.Batch = batch
 		switch {
 		case to == 1:
 			return []*Message{m, evil}

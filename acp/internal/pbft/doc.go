@@ -9,8 +9,10 @@
 // reordering and partitions for tests; TCPTransport for real sockets).
 //
 // Protocol: request -> pre-prepare (primary) -> prepare -> commit; a
-// request executes once prepared and 2f+1 commits agree, in sequence
-// order. Every message is ed25519-signed and verified (nested proofs too).
+// sequence number executes once prepared and 2f+1 commits agree, in
+// order. The primary orders a batch of up to MaxBatch requests per
+// sequence number and keeps Pipeline sequence numbers in flight, so a lone
+// request goes out at once and concurrent ones share a round. Every message is ed25519-signed and verified (nested proofs too).
 // A prepare carries the primary's signature of the pre-prepare it answers,
 // so two prepares with valid primary signatures over different digests
 // prove equivocation. Checkpoints every K sequence numbers become stable

@@ -45,7 +45,7 @@ type Digest [32]byte
 
 // Message is every PBFT message; each kind uses a subset of the fields.
 // Sig is the sender's ed25519 signature over everything except Sig and
-// Request (a pre-prepare binds its request through Digest, which lets a
+// Batch (a pre-prepare binds its requests through Digest, which lets a
 // prepare carry the primary's signature as a proof of what it was sent).
 type Message struct {
 	Type MsgType
@@ -64,8 +64,10 @@ type Message struct {
 	// pre-prepare it answers: two prepares carrying valid primary
 	// signatures over different digests prove equivocation.
 	PrimarySig []byte
-	Snapshot   []byte   // state
-	Request    *Message // pre-prepare
+	Snapshot   []byte // state
+	// Batch holds a pre-prepare's requests, ordered at one sequence
+	// number; empty for the null request of a new view.
+	Batch []*Message
 	// View change: the stable checkpoint's proof and the prepared
 	// certificates above it. New view: the 2f+1 view changes and the
 	// pre-prepares the new primary derived from them.
@@ -142,15 +144,24 @@ func (m *Message) Verify(pub ed25519.PublicKey) bool {
 		ed25519.Verify(pub, m.signingBytes(), m.Sig)
 }
 
-// RequestDigest is the digest a pre-prepare carries for request r.
-func RequestDigest(r *Message) Digest {
-	if r == nil {
+// BatchDigest is the digest a pre-prepare carries for its batch: SHA-256
+// over the length-prefixed encodings, zero for the empty (null) batch.
+func BatchDigest(batch []*Message) Digest {
+	if len(batch) == 0 {
 		return Digest{}
 	}
-	return sha256.Sum256(r.Encode())
+	h := sha256.New()
+	for _, r := range batch {
+		enc := r.Encode()
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(enc))))
+		h.Write(enc)
+	}
+	var d Digest
+	h.Sum(d[:0])
+	return d
 }
 
-func (m *Message) appendBody(b []byte, withRequest bool) []byte {
+func (m *Message) appendBody(b []byte, withBatch bool) []byte {
 	b = binary.BigEndian.AppendUint32(b, m.From)
 	b = binary.BigEndian.AppendUint64(b, m.View)
 	b = binary.BigEndian.AppendUint64(b, m.Seq)
@@ -161,10 +172,10 @@ func (m *Message) appendBody(b []byte, withRequest bool) []byte {
 	b = appendBytes32(b, m.Result)
 	b = appendBytes32(b, m.PrimarySig)
 	b = appendBytes32(b, m.Snapshot)
-	if withRequest && m.Request != nil {
-		b = appendBytes32(b, m.Request.Encode())
+	if withBatch {
+		b = appendList(b, m.Batch)
 	} else {
-		b = appendBytes32(b, nil)
+		b = appendList(b, nil)
 	}
 	b = appendList(b, m.Checkpoints)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Prepared)))
@@ -229,9 +240,7 @@ func decode(b []byte, depth int) (*Message, error) {
 	copy(m.Digest[:], d.take(32))
 	m.Client, m.Timestamp = d.u32(), d.u64()
 	m.Op, m.Result, m.PrimarySig, m.Snapshot = d.bytes(), d.bytes(), d.bytes(), d.bytes()
-	if req := d.bytes(); len(req) > 0 {
-		m.Request = d.msg(req)
-	}
+	m.Batch = d.list()
 	m.Checkpoints = d.list()
 	if np := d.u16(); np > 0 {
 		if int(np)*(8+minFrameLen) > len(d.b) {

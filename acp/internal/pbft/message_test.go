@@ -10,9 +10,9 @@ func sampleMessages() []*Message {
 	_, privs := testKeys(4)
 	req := &Message{Type: MsgRequest, From: 1, Client: 1, Timestamp: 9, Op: []byte("op")}
 	req.Sign(privs[1])
-	pp := &Message{Type: MsgPrePrepare, From: 0, View: 0, Seq: 1, Digest: RequestDigest(req)}
+	pp := &Message{Type: MsgPrePrepare, From: 0, View: 0, Seq: 1, Digest: BatchDigest([]*Message{req})}
 	pp.Sign(privs[0])
-	pp.Request = req
+	pp.Batch = []*Message{req}
 	var prepares []*Message
 	for i := 1; i <= 2; i++ {
 		p := &Message{Type: MsgPrepare, From: uint32(i), Seq: 1, Digest: pp.Digest, PrimarySig: pp.Sig}

@@ -45,13 +45,20 @@ type Config struct {
 	// ClientWindow is how many executed timestamps are remembered per
 	// client for deduplication; older ones are refused as stale.
 	ClientWindow int
+	// MaxBatch is the most requests the primary orders at one sequence
+	// number.
+	MaxBatch int
+	// Pipeline is how many sequence numbers the primary keeps in flight
+	// (assigned, not yet executed); requests arriving meanwhile wait and
+	// are batched. 1-2 keeps a lone request's latency at one round.
+	Pipeline int
 }
 
 // DefaultConfig returns a configuration for replica id of n, with the
 // key material still to fill in.
 func DefaultConfig(id uint32, n int) Config {
 	return Config{ID: id, N: n, CheckpointInterval: 16, Window: 64,
-		ViewChangeTicks: 50, RetransmitTicks: 10, ClientWindow: 256}
+		ViewChangeTicks: 50, RetransmitTicks: 10, ClientWindow: 256, MaxBatch: 64, Pipeline: 2}
 }
 
 // F returns the number of faults n replicas tolerate.
@@ -80,6 +87,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pbft: RetransmitTicks %d must be at least 1", c.RetransmitTicks)
 	case c.ClientWindow < 1:
 		return fmt.Errorf("pbft: ClientWindow %d must be at least 1", c.ClientWindow)
+	case c.MaxBatch < 1 || c.MaxBatch > 1024:
+		return fmt.Errorf("pbft: MaxBatch %d must be in [1, 1024]", c.MaxBatch)
+	case c.Pipeline < 1 || uint64(c.Pipeline) > c.Window:
+		return fmt.Errorf("pbft: Pipeline %d must be in [1, Window %d]", c.Pipeline, c.Window)
 	}
 	for i, k := range c.Keys {
 		if len(k) != ed25519.PublicKeySize {
@@ -116,9 +127,11 @@ type Outbound struct {
 // Broadcast addresses every replica.
 const Broadcast = ^uint32(0)
 
-// Execution is one executed sequence number.
+// Execution is one executed request (or null request) of a sequence
+// number; Index is its position in the batch.
 type Execution struct {
 	Seq       uint64
+	Index     int
 	View      uint64
 	Client    uint32
 	Timestamp uint64
@@ -339,6 +352,9 @@ func (r *Replica) Tick() Output {
 			r.startViewChange(&o, next)
 		}
 	}
+	// The window may have moved (a checkpoint became stable) since
+	// requests were left waiting.
+	r.assignPending(&o)
 	r.retransmitIn--
 	if r.retransmitIn <= 0 {
 		r.retransmitIn = r.cfg.RetransmitTicks
@@ -409,7 +425,8 @@ func (r *Replica) onRequest(o *Output, m *Message) {
 }
 
 // assignPending makes the primary order pending requests it has not yet
-// ordered in this view, as far as the window allows.
+// ordered in this view: up to Pipeline sequence numbers in flight, each
+// carrying up to MaxBatch requests, within the window.
 func (r *Replica) assignPending(o *Output) {
 	if r.Primary() != r.cfg.ID || r.inViewChange {
 		return
@@ -426,15 +443,19 @@ func (r *Replica) assignPending(o *Output) {
 		}
 		return keys[i].ts < keys[j].ts
 	})
-	for _, k := range keys {
-		if !r.inWindow(r.nextSeq + 1) {
-			return
+	for len(keys) > 0 && r.nextSeq < r.lastExec+uint64(r.cfg.Pipeline) && r.inWindow(r.nextSeq+1) {
+		n := min(len(keys), r.cfg.MaxBatch)
+		batch := make([]*Message, n)
+		for i, k := range keys[:n] {
+			batch[i] = r.pending[k]
 		}
 		r.nextSeq++
-		req := r.pending[k]
-		pp := r.sign(&Message{Type: MsgPrePrepare, View: r.view, Seq: r.nextSeq, Digest: RequestDigest(req)})
-		pp.Request = req
-		r.assigned[k] = r.nextSeq
+		pp := r.sign(&Message{Type: MsgPrePrepare, View: r.view, Seq: r.nextSeq, Digest: BatchDigest(batch)})
+		pp.Batch = batch
+		for _, k := range keys[:n] {
+			r.assigned[k] = r.nextSeq
+		}
+		keys = keys[n:]
 		s := r.slotFor(r.nextSeq, r.view)
 		s.pp, s.digest = pp, pp.Digest
 		o.send(Broadcast, pp)
@@ -450,24 +471,28 @@ func (r *Replica) slotFor(n, v uint64) *slot {
 	return s
 }
 
-// checkPrePrepare validates a pre-prepare's request binding, as a backup
+// checkPrePrepare validates a pre-prepare's batch binding, as a backup
 // or when it comes inside a certificate or a new view.
 func (r *Replica) checkPrePrepare(o *Output, pp *Message) bool {
-	if pp.Request == nil {
+	if len(pp.Batch) == 0 {
 		if pp.Digest != (Digest{}) {
-			r.detect(o, DetectConflictingDigest, pp.From, pp.View, pp.Seq, "pre-prepare digest without a request")
+			r.detect(o, DetectConflictingDigest, pp.From, pp.View, pp.Seq, "pre-prepare digest without requests")
 			return false
 		}
 		return true
 	}
-	req := pp.Request
-	if pp.Digest != RequestDigest(req) {
-		r.detect(o, DetectConflictingDigest, pp.From, pp.View, pp.Seq, "pre-prepare digest does not match its request")
+	if len(pp.Batch) > r.cfg.MaxBatch || pp.Digest != BatchDigest(pp.Batch) {
+		r.detect(o, DetectConflictingDigest, pp.From, pp.View, pp.Seq, "pre-prepare digest does not match its batch of %d", len(pp.Batch))
 		return false
 	}
-	if req.Type != MsgRequest || int(req.Client) >= len(r.cfg.Keys) || req.From != req.Client || !r.verify(req, req.Client) {
-		r.detect(o, DetectBadSignature, pp.From, pp.View, pp.Seq, "pre-prepare carries a request with a bad client signature")
-		return false
+	seen := make(map[reqKey]bool, len(pp.Batch))
+	for _, req := range pp.Batch {
+		k := reqKey{req.Client, req.Timestamp}
+		if req.Type != MsgRequest || int(req.Client) >= len(r.cfg.Keys) || req.From != req.Client || seen[k] || !r.verify(req, req.Client) {
+			r.detect(o, DetectBadSignature, pp.From, pp.View, pp.Seq, "pre-prepare carries a forged or repeated request")
+			return false
+		}
+		seen[k] = true
 	}
 	return true
 }
@@ -476,7 +501,7 @@ func (r *Replica) onPrePrepare(o *Output, m *Message) {
 	if m.From != r.primaryOf(m.View) || m.View != r.view || r.inViewChange || !r.inWindow(m.Seq) {
 		return
 	}
-	if m.Request == nil && m.Digest == (Digest{}) {
+	if len(m.Batch) == 0 && m.Digest == (Digest{}) {
 		return // null requests only come inside a new view
 	}
 	s := r.slotFor(m.Seq, m.View)
@@ -508,14 +533,14 @@ func (r *Replica) acceptPrePrepare(o *Output, s *slot, pp *Message) {
 			delete(s.commits, id)
 		}
 	}
-	if pp.Request != nil {
-		k := reqKey{pp.Request.Client, pp.Request.Timestamp}
+	for _, req := range pp.Batch {
+		k := reqKey{req.Client, req.Timestamp}
 		if _, ok := r.pending[k]; !ok && !r.isDone(k) {
-			r.pending[k] = pp.Request
+			r.pending[k] = req
 		}
-		if r.timer == 0 && !r.inViewChange && pp.Seq > r.lastExec {
-			r.timer = r.timeout
-		}
+	}
+	if len(pp.Batch) > 0 && r.timer == 0 && !r.inViewChange && pp.Seq > r.lastExec {
+		r.timer = r.timeout
 	}
 	if r.cfg.ID != r.primaryOf(pp.View) {
 		p := r.sign(&Message{Type: MsgPrepare, View: pp.View, Seq: pp.Seq, Digest: pp.Digest, PrimarySig: pp.Sig})
@@ -638,36 +663,12 @@ func (r *Replica) execute(o *Output) {
 			break
 		}
 		r.lastExec++
-		ex := Execution{Seq: r.lastExec, View: s.view}
-		if req := s.pp.Request; req != nil {
-			k := reqKey{req.Client, req.Timestamp}
-			ex.Client, ex.Timestamp = k.client, k.ts
-			delete(r.pending, k)
-			cs := r.clients[k.client]
-			if cs == nil {
-				cs = &clientState{done: map[uint64][]byte{}}
-				r.clients[k.client] = cs
-			}
-			if res, ok := cs.done[k.ts]; ok {
-				ex.Result = res
-			} else if k.ts > cs.floor {
-				ex.Op = req.Op
-				ex.Result = r.app.Apply(req.Op)
-				cs.done[k.ts] = ex.Result
-				for len(cs.done) > r.cfg.ClientWindow {
-					oldest := ^uint64(0)
-					for ts := range cs.done {
-						oldest = min(oldest, ts)
-					}
-					delete(cs.done, oldest)
-					cs.floor = oldest
-				}
-			}
-			if ex.Result != nil {
-				o.send(k.client, r.reply(k.client, k.ts, ex.Result))
-			}
+		if len(s.pp.Batch) == 0 {
+			o.Executed = append(o.Executed, Execution{Seq: r.lastExec, View: s.view})
 		}
-		o.Executed = append(o.Executed, ex)
+		for i, req := range s.pp.Batch {
+			o.Executed = append(o.Executed, r.executeRequest(o, s.view, i, req))
+		}
 		if r.lastExec%r.cfg.CheckpointInterval == 0 {
 			r.takeCheckpoint(o)
 		}
@@ -677,6 +678,39 @@ func (r *Replica) execute(o *Output) {
 	if len(r.pending) > 0 && !r.inViewChange {
 		r.timer = r.timeout
 	}
+	r.assignPending(o)
+}
+
+// executeRequest applies one request of a batch unless it already ran
+// (deduplication by client and timestamp) and replies to its client.
+func (r *Replica) executeRequest(o *Output, view uint64, index int, req *Message) Execution {
+	k := reqKey{req.Client, req.Timestamp}
+	ex := Execution{Seq: r.lastExec, Index: index, View: view, Client: k.client, Timestamp: k.ts}
+	delete(r.pending, k)
+	cs := r.clients[k.client]
+	if cs == nil {
+		cs = &clientState{done: map[uint64][]byte{}}
+		r.clients[k.client] = cs
+	}
+	if res, ok := cs.done[k.ts]; ok {
+		ex.Result = res
+	} else if k.ts > cs.floor {
+		ex.Op = req.Op
+		ex.Result = r.app.Apply(req.Op)
+		cs.done[k.ts] = ex.Result
+		for len(cs.done) > r.cfg.ClientWindow {
+			oldest := ^uint64(0)
+			for ts := range cs.done {
+				oldest = min(oldest, ts)
+			}
+			delete(cs.done, oldest)
+			cs.floor = oldest
+		}
+	}
+	if ex.Result != nil {
+		o.send(k.client, r.reply(k.client, k.ts, ex.Result))
+	}
+	return ex
 }
 
 func (r *Replica) reply(client uint32, ts uint64, result []byte) *Message {

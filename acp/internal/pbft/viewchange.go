@@ -176,7 +176,7 @@ func (r *Replica) newViewPrePrepares(v uint64, vcs []*Message) (minS uint64, pro
 	for n := minS + 1; n <= maxS; n++ {
 		pp := &Message{Type: MsgPrePrepare, From: r.primaryOf(v), View: v, Seq: n}
 		if b := best[n]; b != nil {
-			pp.Digest, pp.Request = b.Digest, b.Request
+			pp.Digest, pp.Batch = b.Digest, b.Batch
 		}
 		pps = append(pps, pp)
 	}
@@ -199,10 +199,7 @@ func (r *Replica) maybeNewView(o *Output, v uint64) {
 	vcs = vcs[:r.quorum()]
 	minS, proof, pps := r.newViewPrePrepares(v, vcs)
 	for _, pp := range pps {
-		req := pp.Request
-		pp.Request = nil
-		r.sign(pp)
-		pp.Request = req
+		r.sign(pp) // the signature does not cover the batch
 	}
 	nv := r.sign(&Message{Type: MsgNewView, View: v, ViewChanges: vcs, PrePrepares: pps})
 	r.sentNewView, r.newViewMsg = v, nv
@@ -284,8 +281,8 @@ func (r *Replica) enterView(o *Output, v, minS uint64, proof []*Message, pps []*
 		if pp.Seq <= r.low {
 			continue
 		}
-		if pp.Request != nil {
-			r.assigned[reqKey{pp.Request.Client, pp.Request.Timestamp}] = pp.Seq
+		for _, req := range pp.Batch {
+			r.assigned[reqKey{req.Client, req.Timestamp}] = pp.Seq
 		}
 		r.acceptPrePrepare(o, r.slotFor(pp.Seq, v), pp)
 	}
