@@ -77,12 +77,15 @@ func (a *amstSession) ReceiveMessage(ctx context.Context) ([]byte, error) {
 
 func (a *amstSession) Close() error { return a.s.Close() }
 
-// SetStreamHint implements StreamHinter; amst restarts its hill climb from
-// the hint, so only changes are passed on.
+// SetStreamHint implements StreamHinter as a floor: amst's own hill climb
+// (started from its RTT-based mode guess) knows more about loss than a
+// bandwidth forecast does, so the hint only raises the stream count when
+// the session has fewer streams than the forecast needs, and only changes
+// are passed on (amst restarts its climb from a hint).
 func (a *amstSession) SetStreamHint(n int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if n <= 0 || n == a.lastHint {
+	if n <= 0 || n == a.lastHint || n <= a.s.Stats().Target {
 		return
 	}
 	a.lastHint = n

@@ -42,7 +42,9 @@
 // delivered rate, v3 by pba's conservative forecast of the link (and by the
 // CPU time per page, since encoding overlaps sending). When the prediction
 // fits the downtime target (300 ms by default, as QEMU) the source pauses the
-// guest and sends the rest. When the guest dirties more than half of what a
+// guest and sends the rest. Like QEMU's expected downtime the prediction
+// covers the transfer; the measured downtime also includes the two
+// switchover round trips (verify, commit). When the guest dirties more than half of what a
 // round sends, two rounds running, the engine throttles it in QEMU's steps
 // (20%, then +10% up to 99%); if it still does not converge the migration
 // fails with ErrNotConverged. At switchover the destination has checked every
@@ -55,11 +57,13 @@
 // wire.go) and processed in sequence even if a multi-stream transport
 // reorders them.
 //
-// v3 and v1 differ only in the components: v3 uses amst with adaptive
-// streams (hinted from the forecast), hde's adaptive codec (zero, duplicate,
-// delta pages, compression chosen for the forecast link bandwidth) and pba;
-// v1 uses one amst stream, hde's baseline (every page zstd-compressed, no
-// dedup or delta) and no prediction. Rollout picks v3 for a deterministic
+// v3 and v1 differ in the components and in parallelism: v3 uses amst with
+// adaptive streams (the forecast sets a floor), hde's adaptive codec (zero,
+// duplicate, delta pages, compression chosen for the link bandwidth), pba,
+// and parallel codec lanes (pages split by 64-page chunk over up to 4
+// encoder/decoder pairs, like QEMU's multifd); v1 uses one amst stream,
+// hde's baseline (every page zstd-compressed, no dedup or delta), no
+// prediction and one lane. Rollout picks v3 for a deterministic
 // percentage of VMs (FNV-1a of the VM id); its kill switch forces v1.
 //
 // # Concurrency

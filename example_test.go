@@ -45,3 +45,24 @@ func Example() {
 	// source running: false
 	// destination running: true
 }
+
+// ExampleRollout shows the version choice: a deterministic share of VM ids
+// gets v3, an explicit request wins, and the kill switch forces v1.
+func ExampleRollout() {
+	r := dwcp.Rollout{Percentage: 25}
+	v3 := 0
+	for i := range 1000 {
+		if r.Choose(fmt.Sprintf("vm-%d", i), dwcp.VersionAuto) == dwcp.V3 {
+			v3++
+		}
+	}
+	fmt.Println("v3 share of 1000 VMs at 25%:", v3 > 200 && v3 < 300)
+	fmt.Println("explicit v3:", r.Choose("vm-1", dwcp.V3))
+	fmt.Println("kill switch:", dwcp.Rollout{Percentage: 100, KillSwitch: true}.Choose("vm-1", dwcp.V3))
+	fmt.Println("stage:", r.Stage())
+	// Output:
+	// v3 share of 1000 VMs at 25%: true
+	// explicit v3: v3
+	// kill switch: v1
+	// stage: 3
+}

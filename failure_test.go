@@ -157,7 +157,11 @@ func TestConnectionCutMidMigration(t *testing.T) {
 
 func TestDestinationDies(t *testing.T) {
 	reg := newMemRegistry()
-	h := newHarness(t, func(c *Config) { c.Ownership = reg; c.BatchPages = 32 })
+	h := newHarness(t, func(c *Config) {
+		c.Ownership = reg
+		c.BatchPages = 32
+		c.SampleInterval = 2 * time.Millisecond // progress reports often enough to strike mid-round
+	})
 	vm := newTestVM(t, 8<<20, 4<<20, PatternUniform)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -262,13 +266,14 @@ func TestTooHotToConverge(t *testing.T) {
 		c.AutoConverge = AutoConvergeConfig{Initial: 30, Increment: 30, Max: 60, TriggerRatio: 0.5, RoundsAtMax: 1}
 		c.BatchPages = 64
 	})
-	// 2 MiB rewritten uniformly at 16 MiB/s over a 4 MB/s link: even at the
-	// 60% throttle the guest dirties every page during each round.
-	vm := newTestVM(t, 2<<20, 16<<20, PatternUniform)
+	// 1 MiB rewritten uniformly at 64 MiB/s over a 2 MB/s link: even at the
+	// 60% throttle, and even if a loaded machine runs the workload at a
+	// twentieth of its rate, the guest dirties every page during each round.
+	vm := newTestVM(t, 1<<20, 64<<20, PatternUniform)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	res, _, err, derr := h.migratePipe(ctx, MigrationRequest{VMID: "vm-hot", Memory: vm, Version: V1}, func(s Session) Session {
-		return &slowSession{Session: s, bytesPerSec: 4e6}
+		return &slowSession{Session: s, bytesPerSec: 2e6}
 	})
 	if !errors.Is(err, ErrNotConverged) {
 		t.Fatalf("want ErrNotConverged, got %v (destination: %v)", err, derr)
@@ -301,5 +306,31 @@ func TestOwnershipHandover(t *testing.T) {
 	_, _, err, _ = h.migratePipe(ctx, MigrationRequest{VMID: "vm-own", Memory: vm}, nil)
 	if !errors.Is(err, ErrNotOwner) {
 		t.Fatalf("stale owner migrated: %v", err)
+	}
+}
+
+// TestCallerCancels cancels the migration's context in the middle of round
+// 1: the source keeps running, the destination discards its copy.
+func TestCallerCancels(t *testing.T) {
+	reg := newMemRegistry()
+	h := newHarness(t, func(c *Config) { c.Ownership = reg; c.SampleInterval = 2 * time.Millisecond })
+	vm := newTestVM(t, 8<<20, 1<<20, PatternHotSet)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, err, derr := h.migratePipe(ctx, MigrationRequest{VMID: "vm-cancel", Memory: vm,
+		Progress: func(p Progress) {
+			if p.Round == 1 && p.RoundPagesSent > 0 {
+				cancel()
+			}
+		}}, func(s Session) Session { return &slowSession{Session: s, bytesPerSec: 64 << 20} })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("source: want context.Canceled, got %v", err)
+	}
+	if derr == nil {
+		t.Fatal("destination succeeded")
+	}
+	checkSourceIntact(t, vm, reg, "vm-cancel")
+	if dvm := h.lastIncoming(); dvm != nil && dvm.Running() {
+		t.Fatal("destination copy runs")
 	}
 }

@@ -74,7 +74,9 @@ type IncomingSpec struct {
 // Bytes is the guest's memory size.
 func (s IncomingSpec) Bytes() int64 { return int64(s.PageSize) * int64(s.PageCount) }
 
-// IncomingFunc creates the destination memory for an offered migration.
+// IncomingFunc creates the destination memory for an offered migration. The
+// spec comes from the network: refuse (return an error) what this host
+// cannot or will not hold; the source then gets ErrRejected.
 type IncomingFunc func(ctx context.Context, spec IncomingSpec) (IncomingMemory, error)
 
 // ErrPaused is returned by writes to a paused guest.

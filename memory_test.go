@@ -219,3 +219,14 @@ func equalInts(a, b []int) bool {
 	}
 	return true
 }
+
+func TestSyntheticRefusesMoreThanRAM(t *testing.T) {
+	ram := physicalMemory()
+	if ram == 0 {
+		t.Skip("RAM size unknown here")
+	}
+	size := (ram + 1<<30) &^ (4096 - 1)
+	if _, err := NewIncomingSyntheticVM(IncomingSpec{PageSize: 4096, PageCount: int(size / 4096)}, SyntheticConfig{}); err == nil {
+		t.Fatalf("a %d-byte guest on a %d-byte machine was accepted", size, ram)
+	}
+}

@@ -280,6 +280,15 @@ func (s *source) fail(ctx context.Context, err error) {
 	if errors.Is(err, ErrCommitUnknown) || s.handedOver {
 		return
 	}
+	// The guest runs again first: no handover happened, so it is still
+	// ours, and the registry's abort may wait for consensus.
+	if t, ok := s.mem.(Throttler); ok {
+		t.SetThrottle(0)
+	}
+	_ = s.mem.Resume(context.WithoutCancel(ctx))
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	_ = s.mc.send(actx, msgAbort, abortMsg{Reason: err.Error()}.append)
+	cancel()
 	if s.planned {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ReplyTimeout)
 		if aerr := s.cfg.Ownership.Abort(actx, s.req.VMID); aerr != nil {
@@ -287,13 +296,6 @@ func (s *source) fail(ctx context.Context, err error) {
 		}
 		cancel()
 	}
-	if t, ok := s.mem.(Throttler); ok {
-		t.SetThrottle(0)
-	}
-	_ = s.mem.Resume(context.WithoutCancel(ctx))
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	_ = s.mc.send(actx, msgAbort, abortMsg{Reason: err.Error()}.append)
 }
 
 func (s *source) sender(ctx context.Context, cancel context.CancelFunc) {
@@ -596,10 +598,10 @@ func (s *source) steer() {
 	}
 }
 
-// streamsFor suggests a stream count for a forecast bandwidth and round
-// trip: enough windows of 4 MiB (the machine's tcp_wmem max) in flight to
-// fill the bandwidth-delay product, between 1 and 16 (the measured knee is
-// about 8 on 100G links, see anchors.md).
+// streamsFor is the stream count a forecast bandwidth and round trip need:
+// enough windows of 4 MiB (the machine's tcp_wmem max) in flight to fill the
+// bandwidth-delay product, between 1 and 16 (the measured knee is about 8
+// on 100G links, see anchors.md). amst treats it as a floor.
 func streamsFor(bps float64, rtt time.Duration) int {
 	bdp := bps * rtt.Seconds()
 	return min(max(int(bdp/(4<<20))+1, 1), 16)

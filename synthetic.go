@@ -217,6 +217,11 @@ func newSyntheticVM(cfg SyntheticConfig) (*SyntheticVM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The size may come from a peer's hello: refuse what this machine cannot
+	// hold instead of dying in the allocator.
+	if ram := physicalMemory(); ram > 0 && cfg.Size > ram {
+		return nil, fmt.Errorf("dwcp: synthetic VM of %d bytes exceeds this machine's %d bytes of RAM", cfg.Size, ram)
+	}
 	cfg = cfg.withDefaults()
 	n := int(cfg.Size / int64(cfg.PageSize))
 	return &SyntheticVM{

@@ -102,19 +102,6 @@ func run(n, nVMs int, vmBytes int64, dirty float64, interval time.Duration, para
 	}
 	defer os.RemoveAll(dir)
 
-	// acp: one Raft group for the ownership registry (3 replicas at most;
-	// in production each host would run one replica).
-	rc := acp.DefaultRaftConfig("", "")
-	rc.NoSync = true
-	rc.Logger = hclog.NewNullLogger()
-	raft, err := acp.NewRaftCluster(ctx, min(n, 3), dir, rc, nil)
-	if err != nil {
-		return fmt.Errorf("acp: %w", err)
-	}
-	defer raft.Close()
-	owners := acp.NewOwnershipClient(raft)
-	ownership := &dwcp.ACPOwnership{Client: owners}
-
 	assAddrs, err := freePorts(n)
 	if err != nil {
 		return err
@@ -140,6 +127,20 @@ func run(n, nVMs int, vmBytes int64, dirty float64, interval time.Duration, para
 		nd.state = ass.NewClusterState(nd.replica)
 		ns = append(ns, nd)
 	}
+	// acp: one Raft group for the ownership registry (3 replicas at most;
+	// in production each host would run one replica). Its metrics go to
+	// host-0's endpoint.
+	rc := acp.DefaultRaftConfig("", "")
+	rc.NoSync = true
+	rc.Logger = hclog.NewNullLogger()
+	raft, err := acp.NewRaftCluster(ctx, min(n, 3), dir, rc, ns[0].m)
+	if err != nil {
+		return fmt.Errorf("acp: %w", err)
+	}
+	defer raft.Close()
+	owners := acp.NewOwnershipClient(raft)
+	ownership := &dwcp.ACPOwnership{Client: owners}
+
 	// Hosts register themselves in the replicated state.
 	for _, nd := range ns {
 		h := ass.Host{ID: nd.id, Zone: "zone-a", Health: ass.HealthHealthy,
@@ -148,11 +149,11 @@ func run(n, nVMs int, vmBytes int64, dirty float64, interval time.Duration, para
 			return err
 		}
 	}
-	placer, err := itp.NewPlacer(itp.DefaultConfig(), nil)
-	if err != nil {
-		return err
-	}
 	for i, nd := range ns {
+		placer, err := itp.NewPlacer(itp.DefaultConfig(), nd.m)
+		if err != nil {
+			return err
+		}
 		cfg := dwcp.DefaultConfig()
 		cfg.NodeID = nd.id
 		cfg.Metrics = nd.m

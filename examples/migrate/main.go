@@ -24,6 +24,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -326,11 +327,14 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var mu sync.Mutex // migrations are served concurrently
 	guests := map[string]*dwcp.SyntheticVM{}
 	cfg.Incoming = func(ctx context.Context, spec dwcp.IncomingSpec) (dwcp.IncomingMemory, error) {
 		vm, err := dwcp.NewIncomingSyntheticVM(spec, gcfg)
 		if err == nil {
+			mu.Lock()
 			guests[spec.MigrationID] = vm
+			mu.Unlock()
 		}
 		return vm, err
 	}
@@ -354,7 +358,11 @@ func serve(ctx context.Context, args []string) error {
 			fmt.Printf("migration %s of %s from %s: %d rounds, %s logical, verified %v, epoch %d; guest resumed here\n",
 				r.MigrationID, r.VMID, r.Source, r.Rounds, byteSize(r.LogicalBytes), r.Verified, r.Epoch)
 		}
-		if vm := guests[r.MigrationID]; vm != nil {
+		mu.Lock()
+		vm := guests[r.MigrationID]
+		delete(guests, r.MigrationID)
+		mu.Unlock()
+		if vm != nil {
 			vm.Close()
 		}
 		if once {
