@@ -92,8 +92,5 @@ func (a *amstSession) SetStreamHint(n int) {
 	a.s.SetTargetStreams(n)
 }
 
-// DeliveredBytes implements DeliveryCounter with what the peer acknowledged.
-func (a *amstSession) DeliveredBytes() int64 { return int64(a.s.Stats().BytesAcked) }
-
-// Streams reports the session's live stream count.
+// Streams implements StreamCounter: the session's live TCP connections.
 func (a *amstSession) Streams() int { return a.s.Stats().Streams }

@@ -293,6 +293,8 @@ type Progress struct {
 	// DirtyPages is the dirty set found at the end of the last round.
 	DirtyPages int
 	Throttle   int
+	// Streams is the transport's live stream count (0 if it does not say).
+	Streams int
 }
 
 // RoundStat describes one pre-copy round.
@@ -326,6 +328,9 @@ type Result struct {
 	Duration     time.Duration
 	Downtime     time.Duration
 	MaxThrottle  int
+	// Streams is the most transport streams seen (0 if the transport does
+	// not report them).
+	Streams int
 	// Verified is true when the destination matched every page hash and
 	// the whole-memory hash.
 	Verified   bool

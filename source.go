@@ -728,6 +728,11 @@ func (s *source) report(phase Phase, force bool) {
 		}
 	}
 	s.lastProg, s.lastWire, s.lastBusy = now, wire, busy
+	if sc, ok := s.sess.(StreamCounter); ok {
+		p := &s.progress
+		p.Streams = sc.Streams()
+		s.res.Streams = max(s.res.Streams, p.Streams)
+	}
 	p := &s.progress
 	sent := s.sentPages.Load()
 	s.res.PagesSent = sent

@@ -265,12 +265,6 @@ func (l *tcpListener) Accept(ctx context.Context) (Session, error) {
 func (l *tcpListener) Addr() string { return l.l.Addr().String() }
 func (l *tcpListener) Close() error { return l.l.Close() }
 
-// DeliveryCounter is implemented by sessions that know how many bytes the
-// peer has received (not merely queued); v3 samples the link from it.
-type DeliveryCounter interface {
-	DeliveredBytes() int64
-}
-
 // StreamCounter is implemented by sessions that report their live streams.
 type StreamCounter interface {
 	Streams() int

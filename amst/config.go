@@ -63,9 +63,13 @@ type Config struct {
 	// kernel's auto-tuning, which is usually better.
 	SocketBuffer int
 	// UnsentLimit bounds the bytes waiting unsent in each socket
-	// (TCP_NOTSENT_LOWAT; default FrameSize, -1 disables). Without it a
-	// stream's kernel buffer can hold seconds of data on a slow path, and
-	// frames queued there hold up in-order delivery.
+	// (TCP_NOTSENT_LOWAT). Without it a stream's kernel buffer can hold
+	// seconds of data on a slow path, and frames queued there hold up
+	// in-order delivery; on a fast short path it only costs wake-ups.
+	// Zero means automatic: FrameSize once the session's measured RTT is
+	// 10 ms or more, no limit below; -1 disables; a positive value is
+	// applied from the start. Automatic mode applies to the built-in TCP
+	// transport only.
 	UnsentLimit int
 	// PacingRate limits the session's aggregate send rate in bytes per
 	// second across all streams; zero means unlimited.
@@ -151,9 +155,6 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxMessageSize, d.MaxMessageSize)
 	setInt(&c.HysteresisSamples, d.HysteresisSamples)
 	setInt(&c.AcceptBacklog, d.AcceptBacklog)
-	if c.UnsentLimit == 0 {
-		c.UnsentLimit = c.FrameSize
-	}
 	setDur(&c.HandshakeTimeout, d.HandshakeTimeout)
 	setDur(&c.ReconnectTimeout, d.ReconnectTimeout)
 	setDur(&c.StallTimeout, d.StallTimeout)

@@ -145,6 +145,7 @@ type Session struct {
 	noStreamsSince time.Time
 	targetOut      int
 	pingOut        bool
+	lowatOn        bool      // automatic UnsentLimit is in force
 	pongOut        uint64    // clock of the last ping to echo; 0 = none
 	epoch          time.Time // origin of ping clocks
 	rttSamples     [64]time.Duration
@@ -353,13 +354,11 @@ func (s *Session) sendBorrowed(ctx context.Context, p []byte, typ frameType, las
 func (s *Session) detach(frames []*outFrame) {
 	for {
 		var copyNow []*outFrame
-		busy := false
 		s.mu.Lock()
 		for _, f := range frames {
 			switch {
 			case f.ext == nil:
 			case f.writers > 0:
-				busy = true
 			case f.acked:
 				f.ext = nil
 			default:
@@ -378,19 +377,31 @@ func (s *Session) detach(frames []*outFrame) {
 		}
 		s.mu.Lock()
 		for i, f := range copyNow {
-			switch {
-			case f.writers > 0:
-				s.putBuf(bufs[i])
-				busy = true
-			case f.acked:
-				s.putBuf(bufs[i])
-				f.ext = nil
-			default:
+			if f.writers == 0 && !f.acked {
 				f.buf, f.ext = bufs[i], nil
+			} else {
+				s.putBuf(bufs[i])
 			}
 		}
-		if !busy {
+		// Decide on the state seen under this lock hold only: a writer may
+		// have finished (and broadcast) while the lock was released.
+		busy, again := false, false
+		for _, f := range frames {
+			switch {
+			case f.ext == nil:
+			case f.writers > 0:
+				busy = true
+			case f.acked:
+				f.ext = nil
+			default:
+				again = true
+			}
+		}
+		if again || !busy {
 			s.mu.Unlock()
+			if again {
+				continue
+			}
 			return
 		}
 		// A writer broadcasts when it finishes with a borrowed frame
@@ -954,6 +965,13 @@ func (s *Session) ReceiveMessage(ctx context.Context) ([]byte, error) {
 			s.fail(err)
 			return nil, err
 		}
+		if need := len(s.partial) + len(f.payload); need > cap(s.partial) {
+			// Double rather than let append grow large slices by 1.25x,
+			// which would copy a big message several times over.
+			grown := make([]byte, len(s.partial), min(max(2*cap(s.partial), need, 4*len(f.payload)), s.cfg.MaxMessageSize))
+			copy(grown, s.partial)
+			s.partial = grown
+		}
 		s.partial = append(s.partial, f.payload...)
 		s.inMsg = true
 		s.mu.Lock()
@@ -981,6 +999,11 @@ func (s *Session) attach(conn net.Conn, idx int) bool {
 		s.mu.Unlock()
 		conn.Close()
 		return false
+	}
+	if s.lowatOn {
+		if tc, ok := underlyingTCP(conn); ok {
+			setUnsentLimit(tc, s.sendFrame)
+		}
 	}
 	st := &stream{idx: idx, conn: conn, stop: make(chan struct{}), wake: make(chan struct{}, 1)}
 	s.streams[idx] = st
@@ -1378,7 +1401,14 @@ func (s *Session) unblockHead(now time.Time) {
 	// goodput; only a frame much later than that is stuck.
 	limit := 3*s.minRTTLocked() + 100*time.Millisecond
 	if rate := max(s.lastGoodput, s.peakGoodput/2) / float64(s.live); rate > 0 {
-		queued := float64(max(s.cfg.UnsentLimit, 0) + s.sendFrame)
+		unsent := s.cfg.UnsentLimit
+		switch {
+		case s.lowatOn:
+			unsent = s.sendFrame
+		case unsent <= 0:
+			unsent = 8 * s.sendFrame // kernel auto-tuned buffer: a rough guess
+		}
+		queued := float64(unsent + s.sendFrame)
 		limit += time.Duration(2 * queued / rate * float64(time.Second))
 	}
 	w := uint64(s.sendWindow)
@@ -1469,6 +1499,18 @@ func (s *Session) measure(now time.Time, dt time.Duration) {
 	s.stats.Goodput, s.stats.Utilization = goodput, util
 	rtt := s.minRTTLocked()
 	s.stats.RTT = rtt
+	if s.cfg.UnsentLimit == 0 && s.cfg.Transport == nil && !s.lowatOn && rtt >= 10*time.Millisecond {
+		// A long path: bound each socket's unsent queue (see UnsentLimit).
+		s.lowatOn = true
+		for _, st := range s.streams {
+			if st == nil || st.dead {
+				continue
+			}
+			if tc, ok := underlyingTCP(st.conn); ok {
+				setUnsentLimit(tc, s.sendFrame)
+			}
+		}
+	}
 	if s.live > 0 {
 		s.pingOut = true
 		s.kick()

@@ -72,6 +72,7 @@ type outcome struct {
 	Throttle   int
 	Verified   bool
 	Throughput float64
+	Streams    int
 }
 
 func main() {
@@ -137,8 +138,8 @@ func line(o outcome) string {
 	if !o.OK {
 		return "FAILED: " + o.Error
 	}
-	return fmt.Sprintf("total %v downtime %v wire %d MiB throughput %.1f MiB/s rounds %d verified %v",
-		o.Total.Round(time.Millisecond), o.Downtime.Round(100*time.Microsecond), o.WireBytes>>20, o.Throughput/(1<<20), o.Rounds, o.Verified)
+	return fmt.Sprintf("total %v downtime %v wire %d MiB throughput %.1f MiB/s rounds %d streams %d verified %v",
+		o.Total.Round(time.Millisecond), o.Downtime.Round(100*time.Microsecond), o.WireBytes>>20, o.Throughput/(1<<20), o.Rounds, o.Streams, o.Verified)
 }
 
 func parseVersion(v string) (dwcp.Version, error) { return dwcp.ParseVersion(v) }
@@ -160,6 +161,7 @@ func toOutcome(sc string, v dwcp.Version, r *dwcp.Result, err error) outcome {
 	if r != nil {
 		o.Total, o.Downtime, o.WireBytes, o.Logical = r.Duration, r.Downtime, r.WireBytes, r.LogicalBytes
 		o.Memory, o.Rounds, o.Throttle, o.Verified, o.Throughput = r.MemoryBytes, r.Rounds, r.MaxThrottle, r.Verified, r.Throughput()
+		o.Streams = r.Streams
 	}
 	o.OK = err == nil && o.Verified
 	return o

@@ -449,6 +449,9 @@ func printSummary(w *os.File, r *dwcp.Result, err error, target time.Duration, i
 	fmt.Fprintf(w, "  duration:      %s\n", r.Duration.Round(time.Millisecond))
 	fmt.Fprintf(w, "  downtime:      %s (target %s)\n", r.Downtime.Round(100*time.Microsecond), target)
 	fmt.Fprintf(w, "  throughput:    %s/s (guest memory / total time)\n", byteSize(int64(r.Throughput())))
+	if r.Streams > 0 {
+		fmt.Fprintf(w, "  streams:       up to %d TCP connections\n", r.Streams)
+	}
 	if r.MaxThrottle > 0 {
 		fmt.Fprintf(w, "  auto-converge: throttled the guest up to %d%%\n", r.MaxThrottle)
 	}

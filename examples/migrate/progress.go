@@ -49,6 +49,9 @@ func (b *progressBar) update(p dwcp.Progress) {
 	}
 	line := fmt.Sprintf("\r%-13s round %-2d [%s] %3.0f%%  %s sent  %s/s guest  %s/s wire  ETA %s",
 		p.Phase, p.Round, bar, 100*frac, byteSize(p.LogicalBytes), byteSize(int64(logicalRate)), byteSize(int64(p.WireRate)), eta)
+	if p.Streams > 0 {
+		line += fmt.Sprintf("  %d streams", p.Streams)
+	}
 	if p.Throttle > 0 {
 		line += fmt.Sprintf("  throttle %d%%", p.Throttle)
 	}
