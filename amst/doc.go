@@ -41,13 +41,19 @@
 // and a CRC32C over header and payload (frame.go documents the layout).
 // Each stream has a writer goroutine; all writers take frames from one
 // queue, so a stream takes the next frame only when its socket has room
-// (readiness-based striping, made meaningful by TCP_NOTSENT_LOWAT, see
+// (readiness-based striping; on paths of 10 ms RTT or more
+// TCP_NOTSENT_LOWAT makes "has room" mean "has drained", see
 // Config.UnsentLimit) and one slow stream does not hold the others. The
 // receiver reassembles in sequence order into a ring of ReceiveWindow bytes
 // and acknowledges what it received and what the application consumed; the
 // sender never has more than the peer's window outstanding beyond what was
 // consumed, so the receiver's memory is bounded whatever the sender does,
 // and a slow reader slows the writer down (backpressure).
+//
+// Write and SendMessage of at least four frames send straight from the
+// caller's buffer (no copy into frames); before they return, the frames the
+// peer has not yet acknowledged get a private copy, so the caller may reuse
+// its buffer as io.Writer requires.
 //
 // When a connection breaks, every unacknowledged frame last sent on it is
 // queued again for the live streams and the dialling side redials the
@@ -77,7 +83,7 @@
 //
 // Per socket: TCP congestion control (Config.Congestion: bbr, cubic, reno,
 // via TCP_CONGESTION), SO_SNDBUF/SO_RCVBUF (Config.SocketBuffer; zero keeps
-// kernel auto-tuning), TCP_NOTSENT_LOWAT, and an optional aggregate pacing
+// kernel auto-tuning), TCP_NOTSENT_LOWAT (automatic by RTT), and an optional aggregate pacing
 // rate for the whole session (Config.PacingRate).
 //
 // # Security
