@@ -51,9 +51,19 @@
 // and a slow reader slows the writer down (backpressure).
 //
 // Write and SendMessage of at least four frames send straight from the
-// caller's buffer (no copy into frames); before they return, the frames the
-// peer has not yet acknowledged get a private copy, so the caller may reuse
-// its buffer as io.Writer requires.
+// caller's buffer (no copy into frames). Like a TCP write, they return once
+// every frame has been handed to a connection; the frames the peer has not
+// yet acknowledged then get a private copy for retransmission (on paths
+// under 1 ms RTT after waiting up to 2 ms for the acknowledgements), so the
+// caller may reuse its buffer as io.Writer requires. Checksums are computed
+// just before a frame is written (by the waiting sender for the next frames
+// in the queue, or by the writer), while the payload is in the cache.
+//
+// A Read with a buffer of at least 32 KiB that finds nothing to read offers
+// its buffer to the connections: the one that receives the next data frame
+// reads it straight into that buffer and checks its checksum there, so it
+// is not copied again. WriteTo (io.Copy) writes frame buffers to the
+// destination without a copy.
 //
 // When a connection breaks, every unacknowledged frame last sent on it is
 // queued again for the live streams and the dialling side redials the
@@ -70,6 +80,9 @@
 // streams) and then hill-climbs on measured goodput averaged over
 // TuneInterval: it adds half the current count while that gains at least
 // TuneGain, steps back when it does not, and probes downwards in between.
+// Each measurement takes two TuneInterval windows: a step up is kept only
+// if both windows gain, a step down is undone only if both lose, so noisy
+// WAN windows make the climb stay put rather than drift to more streams.
 // An external hint (Config.Hinter, polled every MeasureInterval, or
 // SetTargetStreams) moves the count at once and restarts the climb there.
 // Only the dialling side owns connections; SetTargetStreams on an accepted

@@ -45,25 +45,59 @@ type outFrame struct {
 	// A zero-copy frame has no buf: its payload is ext, a slice of the
 	// caller's buffer, and its header is hdr. detach gives it a buf before
 	// the caller gets its buffer back.
-	hdr     [frameHeaderLen]byte
-	ext     []byte
-	seq     uint64
-	sentOn  *stream
-	sentAt  time.Time
-	queued  bool
-	sent    bool
-	acked   bool
-	writers int
-	dupAt   time.Time // last head-of-line duplicate
+	hdr   [frameHeaderLen]byte
+	ext   []byte
+	seq   uint64
+	typ   frameType
+	flags uint8
+	// The header (with the checksum) is written shortly before the frame
+	// is written: by the sending goroutine while it waits, for the next
+	// frames in the queue (sealAhead), or by the writer that takes the
+	// frame. The checksum thus pulls a large caller buffer into the cache
+	// just before the kernel copies it, instead of a window earlier.
+	sealOnce  sync.Once
+	sealTaken bool // a sending goroutine is sealing it (under s.mu)
+	sentOn    *stream
+	sentAt    time.Time
+	queued    bool
+	sent      bool
+	acked     bool
+	writers   int
+	dupAt     time.Time // last head-of-line duplicate
 }
 
 func (f *outFrame) payloadLen() int { return f.n - frameHeaderLen }
+
+// seal writes the frame's header and checksum, once; safe to call from
+// several goroutines (a retransmission may race a stalled first write).
+func (f *outFrame) seal() {
+	f.sealOnce.Do(func() {
+		if f.ext != nil {
+			putFrameHeaderSplit(f.hdr[:], f.ext, f.typ, f.flags, f.seq)
+		} else {
+			putFrameHeader((*f.buf)[:f.n], f.typ, f.flags, f.seq)
+		}
+	})
+}
 
 type inFrame struct {
 	typ     frameType
 	flags   uint8
 	payload []byte
 	pooled  *[]byte
+	placed  bool // payload was read straight into the waiting Read's buffer
+}
+
+// placement is a Read's buffer offered to the connection readers for the
+// next in-order data frame: the reader that receives that frame reads its
+// payload straight into the buffer (and checks its CRC there), which saves
+// copying every byte out of a frame buffer when the application reads at
+// least as fast as data arrives. Under s.mu.
+type placement struct {
+	seq     uint64
+	buf     []byte
+	claimed *stream       // the connection reading into buf, if any
+	done    chan struct{} // closed by the claimer once it no longer touches buf
 }
 
 type stream struct {
@@ -132,6 +166,7 @@ type Session struct {
 	readOff  int
 	partial  []byte
 	inMsg    bool
+	place    *placement
 	finSeq   uint64
 	finKnown bool
 	peerFin  bool
@@ -166,6 +201,7 @@ type Session struct {
 	reconnects                            int
 	windowWaits                           uint64
 	holDups                               uint64
+	placedFrames                          uint64 // frames read straight into a Read's buffer
 	detector                              *ModeDetector
 	climb                                 *climber
 	tuneBytes                             uint64
@@ -275,12 +311,7 @@ func (s *Session) newOutFrame() *outFrame { return &outFrame{buf: s.getBuf()} }
 // waits for window space and queues it for the writers. It must be called
 // with sendMu held, which makes nextSeq stable.
 func (s *Session) push(ctx context.Context, f *outFrame, typ frameType, flags uint8, fin bool) error {
-	f.seq = s.nextSeq
-	if f.ext != nil {
-		putFrameHeaderSplit(f.hdr[:], f.ext, typ, flags, f.seq)
-	} else {
-		putFrameHeader((*f.buf)[:f.n], typ, flags, f.seq)
-	}
+	f.seq, f.typ, f.flags = s.nextSeq, typ, flags
 	s.mu.Lock()
 	for {
 		if s.err != nil {
@@ -296,6 +327,9 @@ func (s *Session) push(ctx context.Context, f *outFrame, typ frameType, flags ui
 		}
 		if f.seq < s.ackConsumed+uint64(s.sendWindow) {
 			break
+		}
+		if s.sealAheadLocked() {
+			continue
 		}
 		s.windowWaits++
 		if err := s.waitLocked(ctx); err != nil {
@@ -330,7 +364,7 @@ const zeroCopyFrames = 4
 // them before returning. The last frame gets lastFlags.
 func (s *Session) sendBorrowed(ctx context.Context, p []byte, typ frameType, lastFlags uint8) (int, error) {
 	frames := make([]*outFrame, 0, (len(p)+s.sendFrame-1)/s.sendFrame)
-	defer func() { s.detach(frames) }()
+	defer func() { s.detach(ctx, frames) }()
 	n := 0
 	for n < len(p) {
 		c := min(s.sendFrame, len(p)-n)
@@ -348,10 +382,19 @@ func (s *Session) sendBorrowed(ctx context.Context, p []byte, typ frameType, las
 	return n, nil
 }
 
-// detach makes sure no frame refers to the caller's buffer any more:
-// acknowledged frames drop the reference, the others get a copy of their
+// detach makes sure no frame refers to the caller's buffer any more.
+//
+// First it waits, as a TCP write does, until every frame has been handed to
+// a connection (or acknowledged): a frame still queued would otherwise be
+// copied only to be written once, and on a fast path that copy is a large
+// share of the CPU per byte (up to a window of data per call). It stops
+// waiting when ctx ends or the session fails or tears down.
+//
+// Then acknowledged frames drop the reference, and the others (written but
+// not yet acknowledged, kept for retransmission) get a copy of their
 // payload in a pooled buffer. A frame being written right now is waited for.
-func (s *Session) detach(frames []*outFrame) {
+func (s *Session) detach(ctx context.Context, frames []*outFrame) {
+	s.awaitHandedOff(ctx, frames)
 	for {
 		var copyNow []*outFrame
 		s.mu.Lock()
@@ -371,6 +414,7 @@ func (s *Session) detach(frames []*outFrame) {
 		// caller has not got its buffer back yet.
 		bufs := make([]*[]byte, len(copyNow))
 		for i, f := range copyNow {
+			f.seal()
 			bufs[i] = s.getBuf()
 			copy((*bufs[i])[:frameHeaderLen], f.hdr[:])
 			copy((*bufs[i])[frameHeaderLen:], f.ext)
@@ -409,6 +453,92 @@ func (s *Session) detach(frames []*outFrame) {
 		ch := s.wake
 		s.mu.Unlock()
 		<-ch
+	}
+}
+
+// sealAhead is how many queued frames a waiting sender seals ahead of the
+// writers: enough to keep one writer from computing checksums itself, few
+// enough that the payload is still in the cache when it is written.
+const sealAhead = 2
+
+// sealAheadLocked seals the next unsealed frames of the fresh queue while
+// the sending goroutine would otherwise wait, so that checksums are computed
+// in parallel with the writers' system calls. It reports whether it did
+// anything (s.mu was released meanwhile).
+func (s *Session) sealAheadLocked() bool {
+	var todo [sealAhead]*outFrame
+	n := 0
+	for _, f := range s.freshQ[:min(len(s.freshQ), sealAhead)] {
+		if !f.sealTaken {
+			f.sealTaken = true
+			todo[n] = f
+			n++
+		}
+	}
+	if n == 0 {
+		return false
+	}
+	s.mu.Unlock()
+	for _, f := range todo[:n] {
+		f.seal()
+	}
+	s.mu.Lock()
+	return true
+}
+
+// awaitHandedOff waits until no frame of frames is queued, being written or
+// waiting to be re-queued after a broken stream, unless ctx ends or the
+// session fails or tears down (then detach copies what is left).
+func (s *Session) awaitHandedOff(ctx context.Context, frames []*outFrame) {
+	pending := func(f *outFrame) bool {
+		return f.ext != nil && !f.acked && (f.queued || f.writers > 0 || !f.sent)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Frames are handed off roughly in order; one re-queued after first
+	// passing the scan is merely copied by detach, which is still correct.
+	i := 0
+	for s.err == nil && !s.tearingDown {
+		for i < len(frames) && !pending(frames[i]) {
+			i++
+		}
+		if i == len(frames) {
+			s.awaitAckedLocked(ctx, frames)
+			return
+		}
+		if s.sealAheadLocked() {
+			continue
+		}
+		if s.waitLocked(ctx) != nil {
+			return
+		}
+	}
+}
+
+// On a short path (measured RTT below shortPathRTT) the frames handed to
+// the kernel are usually acknowledged within about a millisecond, sooner
+// than copying them would take on a busy machine; awaitAckedLocked waits up
+// to ackWaitMax for that. On longer paths it returns at once: waiting a
+// round trip per call would stall a sequential writer.
+const (
+	shortPathRTT = time.Millisecond
+	ackWaitMax   = 2 * time.Millisecond
+)
+
+func (s *Session) awaitAckedLocked(ctx context.Context, frames []*outFrame) {
+	if rtt := s.minRTTLocked(); rtt <= 0 || rtt >= shortPathRTT {
+		return
+	}
+	tctx, cancel := context.WithTimeout(ctx, ackWaitMax)
+	defer cancel()
+	i := 0
+	for s.err == nil && !s.tearingDown {
+		for i < len(frames) && (frames[i].ext == nil || frames[i].acked) {
+			i++
+		}
+		if i == len(frames) || s.waitLocked(tctx) != nil {
+			return
+		}
 	}
 }
 
@@ -634,6 +764,9 @@ func (s *Session) writeLoop(st *stream) {
 				return
 			}
 		}
+		if f != nil {
+			f.seal()
+		}
 		t0 := time.Now()
 		var err error
 		if ext != nil {
@@ -673,19 +806,47 @@ func (s *Session) writeLoop(st *stream) {
 
 // ---- Receiving ----
 
+// readAhead is the read buffer of each connection.
+const readAhead = 8 << 10
+
 func (s *Session) readLoop(st *stream) {
 	defer s.wg.Done()
-	br := bufio.NewReaderSize(st.conn, 64<<10)
+	// A small buffer: it batches control frames and headers, but whatever
+	// payload it reads ahead is copied once more, so a large one would add
+	// up to its size of copying to every big frame.
+	br := bufio.NewReaderSize(st.conn, readAhead)
 	var hdr [frameHeaderLen]byte
 	for {
 		var pooled *[]byte
+		var claim *placement
 		h, payload, err := readFrame(br, hdr[:], s.cfg.FrameSize, func(n int) []byte {
+			// The header passed its checks when this is called.
+			if n >= pooledMin && frameType(hdr[0]) == frameData {
+				if claim = s.claimPlacement(st, binary.BigEndian.Uint64(hdr[8:16]), n); claim != nil {
+					return claim.buf
+				}
+			}
 			if n >= pooledMin {
 				pooled = s.getBuf()
 				return (*pooled)[frameHeaderLen:]
 			}
 			return make([]byte, n)
 		})
+		if claim != nil {
+			// Deliver (or drop) the frame before letting the Read go, so
+			// that a frame pointing into its buffer never outlives it.
+			s.mu.Lock()
+			if err == nil {
+				err = s.onSequencedLocked(h, payload, nil, true)
+			}
+			close(claim.done)
+			s.mu.Unlock()
+			if err != nil {
+				s.streamDown(st, err)
+				return
+			}
+			continue
+		}
 		if err == nil {
 			switch h.typ {
 			case frameAck:
@@ -714,9 +875,26 @@ func (s *Session) readLoop(st *stream) {
 	}
 }
 
+// claimPlacement hands st the waiting Read's buffer if the frame st is
+// about to read (data, seq, n payload bytes) is the one that Read waits for.
+func (s *Session) claimPlacement(st *stream, seq uint64, n int) *placement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pl := s.place
+	if pl == nil || pl.claimed != nil || pl.seq != seq || n > len(pl.buf) || s.ring[seq%uint64(s.recvWindow)] != nil {
+		return nil
+	}
+	pl.claimed = st
+	return pl
+}
+
 func (s *Session) onSequenced(h frameHeader, payload []byte, pooled *[]byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.onSequencedLocked(h, payload, pooled, false)
+}
+
+func (s *Session) onSequencedLocked(h frameHeader, payload []byte, pooled *[]byte, placed bool) error {
 	w := uint64(s.recvWindow)
 	release := func() {
 		if pooled != nil {
@@ -743,7 +921,10 @@ func (s *Session) onSequenced(h frameHeader, payload []byte, pooled *[]byte) err
 		}
 		s.finSeq, s.finKnown = h.seq, true
 	}
-	s.ring[h.seq%w] = &inFrame{typ: h.typ, flags: h.flags, payload: payload, pooled: pooled}
+	s.ring[h.seq%w] = &inFrame{typ: h.typ, flags: h.flags, payload: payload, pooled: pooled, placed: placed}
+	if placed {
+		s.placedFrames++
+	}
 	s.bytesDelivered += uint64(len(payload))
 	s.m.AMSTBytes.WithLabelValues(metrics.DirectionReceived).Add(float64(len(payload)))
 	advanced := false
@@ -859,7 +1040,23 @@ func (s *Session) Read(p []byte) (int, error) {
 	defer s.recvMu.Unlock()
 	for {
 		s.mu.Lock()
+		var pl *placement
+		if s.readOff == 0 && s.consumed == s.recvNext && len(p) >= pooledMin && s.err == nil && !s.tearingDown {
+			pl = &placement{seq: s.consumed, buf: p, done: make(chan struct{})}
+			s.place = pl
+		}
 		f, err := s.headLocked(s.ctx)
+		if pl != nil {
+			s.place = nil
+			if st := pl.claimed; st != nil {
+				// A connection is reading into p: wait until it is done
+				// (its frame is then at the head, or was dropped as a
+				// duplicate), then look again.
+				s.mu.Unlock()
+				s.awaitPlacement(pl, st)
+				continue
+			}
+		}
 		if err != nil {
 			s.mu.Unlock()
 			return 0, err
@@ -873,7 +1070,15 @@ func (s *Session) Read(p []byte) (int, error) {
 			return 0, ErrMessagePending
 		}
 		// Only this goroutine (holding recvMu) consumes, so f stays valid.
-		n := copy(p, f.payload[off:])
+		// A placed frame is in p already: a Read returns only after its
+		// placement ended, and the placed frame, if accepted, is then at
+		// the head, so it always belongs to this call.
+		var n int
+		if f.placed {
+			n = len(f.payload)
+		} else {
+			n = copy(p, f.payload[off:])
+		}
 		s.mu.Lock()
 		s.readOff += n
 		if s.readOff == len(f.payload) {
@@ -882,6 +1087,35 @@ func (s *Session) Read(p []byte) (int, error) {
 		s.mu.Unlock()
 		if n > 0 || len(p) == 0 {
 			return n, nil
+		}
+	}
+}
+
+// awaitPlacement waits until the connection st has finished reading into a
+// Read's buffer. A slow frame is waited for however long it takes, unless a
+// copy of it has meanwhile arrived on another stream (a head-of-line
+// duplicate): then st is most likely stuck in a TCP retransmission timeout,
+// and if it has still not finished after the head-of-line limit it is taken
+// down, which ends its read at once (its frames are sent again).
+func (s *Session) awaitPlacement(pl *placement, st *stream) {
+	var stuck <-chan time.Time
+	for {
+		s.mu.Lock()
+		changed := s.wake
+		if stuck == nil && s.consumed < s.recvNext {
+			t := time.NewTimer(3*s.minRTTLocked() + 100*time.Millisecond)
+			defer t.Stop()
+			stuck = t.C
+		}
+		s.mu.Unlock()
+		select {
+		case <-pl.done:
+			return
+		case <-changed:
+		case <-stuck:
+			s.streamDown(st, fmt.Errorf("amst: stream %d stuck in the middle of frame %d, which arrived on another stream", st.idx, pl.seq))
+			<-pl.done
+			return
 		}
 	}
 }

@@ -245,92 +245,265 @@ func (k *killTransport) killRandom(r *rand.Rand) {
 	k.conns = append(k.conns[:i], k.conns[i+1:]...)
 }
 
+// readAllScribbling reads r to its end with Read into one reused 1 MiB
+// buffer (large enough for Read to offer it to the connections, see
+// placement), overwriting the buffer after each call: a frame still being
+// placed into it, or one aliasing it after Read returned, corrupts the hash.
+func readAllScribbling(w io.Writer, r io.Reader) (int64, error) {
+	buf := make([]byte, 1<<20)
+	scribble := bytes.Repeat([]byte{0xA5}, len(buf))
+	var total int64
+	for {
+		n, err := r.Read(buf)
+		w.Write(buf[:n])
+		total += int64(n)
+		copy(buf, scribble)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 func TestKilledConnectionsLoseNothing(t *testing.T) {
+	readers := map[string]func(io.Writer, io.Reader) (int64, error){
+		"copy": io.Copy,           // WriteTo: frames handed to the writer
+		"read": readAllScribbling, // Read: frames placed into the caller's buffer
+	}
 	for name, mk := range transports() {
 		for _, streams := range []int{1, 8} {
-			t.Run(name+"/"+itoa(streams), func(t *testing.T) {
-				kt := &killTransport{Transport: mk()}
-				m := metrics.New(nil)
-				client, server, _ := pair(t, testConfig(streams, kt), m)
-				data := randomBytes(12<<20, 7)
-				want := sha256.Sum256(data)
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				// Both directions at once: bytes client->server, messages server->client.
-				errc := make(chan error, 3)
-				msgsDone := make(chan struct{})
-				go func() {
-					_, err := client.Write(data)
-					<-msgsDone
-					if err == nil {
-						err = client.Close()
-					}
-					errc <- err
-				}()
-				go func() {
-					for i := 0; i < 40; i++ {
-						if err := server.SendMessage(ctx, randomBytes(100<<10, uint64(i))); err != nil {
-							errc <- err
-							return
+			for rname, readAll := range readers {
+				t.Run(name+"/"+itoa(streams)+"/"+rname, func(t *testing.T) {
+					kt := &killTransport{Transport: mk()}
+					m := metrics.New(nil)
+					client, server, _ := pair(t, testConfig(streams, kt), m)
+					data := randomBytes(12<<20, 7)
+					want := sha256.Sum256(data)
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					// Both directions at once: bytes client->server, messages server->client.
+					errc := make(chan error, 3)
+					msgsDone := make(chan struct{})
+					go func() {
+						_, err := client.Write(data)
+						// Write must not keep referring to data once it
+						// returned: overwrite it.
+						for i := range data {
+							data[i] = 0x5A
 						}
-					}
-					errc <- nil
-				}()
-				go func() {
-					defer close(msgsDone)
-					for i := 0; i < 40; i++ {
-						msg, err := client.ReceiveMessage(ctx)
-						if err != nil {
-							errc <- err
-							return
+						<-msgsDone
+						if err == nil {
+							err = client.Close()
 						}
-						if !bytes.Equal(msg, randomBytes(100<<10, uint64(i))) {
-							errc <- errors.New("message corrupted")
-							return
+						errc <- err
+					}()
+					go func() {
+						for i := 0; i < 40; i++ {
+							if err := server.SendMessage(ctx, randomBytes(100<<10, uint64(i))); err != nil {
+								errc <- err
+								return
+							}
 						}
-					}
-					errc <- nil
-				}()
-				stop := make(chan struct{})
-				killed := make(chan int)
-				go func() {
-					r := rand.New(rand.NewPCG(1, 2))
-					n := 0
-					tick := time.NewTicker(15 * time.Millisecond)
-					defer tick.Stop()
-					for n < 6 {
-						select {
-						case <-stop:
-							killed <- n
-							return
-						case <-tick.C:
-							kt.killRandom(r)
-							n++
+						errc <- nil
+					}()
+					go func() {
+						defer close(msgsDone)
+						for i := 0; i < 40; i++ {
+							msg, err := client.ReceiveMessage(ctx)
+							if err != nil {
+								errc <- err
+								return
+							}
+							if !bytes.Equal(msg, randomBytes(100<<10, uint64(i))) {
+								errc <- errors.New("message corrupted")
+								return
+							}
 						}
-					}
-					killed <- n
-				}()
-				h := sha256.New()
-				n, err := io.Copy(h, server)
-				close(stop)
-				kills := <-killed
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := 0; i < 3; i++ {
-					if err := <-errc; err != nil {
+						errc <- nil
+					}()
+					stop := make(chan struct{})
+					killed := make(chan int)
+					go func() {
+						r := rand.New(rand.NewPCG(1, 2))
+						n := 0
+						tick := time.NewTicker(15 * time.Millisecond)
+						defer tick.Stop()
+						for n < 6 {
+							select {
+							case <-stop:
+								killed <- n
+								return
+							case <-tick.C:
+								kt.killRandom(r)
+								n++
+							}
+						}
+						killed <- n
+					}()
+					h := sha256.New()
+					n, err := readAll(h, server)
+					close(stop)
+					kills := <-killed
+					if err != nil {
 						t.Fatal(err)
 					}
-				}
-				if n != int64(len(data)) || !bytes.Equal(h.Sum(nil), want[:]) {
-					t.Fatalf("received %d bytes, want %d, hash equal %v", n, len(data), bytes.Equal(h.Sum(nil), want[:]))
-				}
-				if kills > 0 && testutil.ToFloat64(m.AMSTStreamReconnects) == 0 {
-					t.Errorf("%d connections killed but no reconnect counted", kills)
-				}
-				t.Logf("killed %d connections, reconnects %v", kills, testutil.ToFloat64(m.AMSTStreamReconnects))
-			})
+					for i := 0; i < 3; i++ {
+						if err := <-errc; err != nil {
+							t.Fatal(err)
+						}
+					}
+					if n != int64(len(data)) || !bytes.Equal(h.Sum(nil), want[:]) {
+						t.Fatalf("received %d bytes, want %d, hash equal %v", n, len(data), bytes.Equal(h.Sum(nil), want[:]))
+					}
+					if kills > 0 && testutil.ToFloat64(m.AMSTStreamReconnects) == 0 {
+						t.Errorf("%d connections killed but no reconnect counted", kills)
+					}
+					server.mu.Lock()
+					placed := server.placedFrames
+					server.mu.Unlock()
+					t.Logf("killed %d connections, reconnects %v, frames placed into Read's buffer %d", kills, testutil.ToFloat64(m.AMSTStreamReconnects), placed)
+				})
+			}
 		}
+	}
+}
+
+// TestReadPlacesIntoBuffer checks that a Read waiting with a large buffer
+// gets the next frame read straight into it, and that a small buffer does not.
+func TestReadPlacesIntoBuffer(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		bufSize    int
+		wantPlaced uint64
+	}{
+		{"large buffer", 1 << 20, 1},
+		{"small buffer", 4 << 10, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server, _ := pair(t, testConfig(1, NewMemTransport()), nil)
+			want := randomBytes(48<<10, 3) // one frame, above pooledMin
+			got := make([]byte, 0, len(want))
+			done := make(chan error, 1)
+			go func() {
+				buf := make([]byte, tt.bufSize)
+				for len(got) < len(want) {
+					n, err := server.Read(buf)
+					got = append(got, buf[:n]...)
+					if err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			// Send only once Read waits (it offers its buffer if large enough).
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				server.mu.Lock()
+				waiting := server.place != nil || tt.bufSize < pooledMin
+				server.mu.Unlock()
+				if waiting {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("Read never offered its buffer")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if _, err := client.Write(want); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("data differs")
+			}
+			server.mu.Lock()
+			placed := server.placedFrames
+			server.mu.Unlock()
+			if placed != tt.wantPlaced {
+				t.Errorf("placed %d frames, want %d", placed, tt.wantPlaced)
+			}
+		})
+	}
+}
+
+// TestStuckPlacement checks the decision of a Read waiting for a connection
+// that is reading a frame into its buffer: a slow frame is waited for (on a
+// slow link a frame may take far longer than a round trip), but once a copy
+// of the frame has arrived on another stream the stuck connection is taken
+// down after the head-of-line limit, and the session goes on working.
+func TestStuckPlacement(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		copyArrived bool
+		wantDown    bool
+	}{
+		{"slow frame, no copy elsewhere", false, false},
+		{"copy arrived on another stream", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server, _ := pair(t, testConfig(2, &TCPTransport{}), nil)
+			data := randomBytes(1000, 5)
+			if tt.copyArrived {
+				if _, err := client.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var st *stream
+			deadline := time.Now().Add(5 * time.Second)
+			for st == nil {
+				server.mu.Lock()
+				if !tt.copyArrived || server.consumed < server.recvNext {
+					for _, c := range server.streams {
+						if c != nil && !c.dead {
+							st = c
+							break
+						}
+					}
+				}
+				server.mu.Unlock()
+				if time.Now().After(deadline) {
+					t.Fatal("no stream, or the frame never arrived")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			pl := &placement{seq: 0, buf: make([]byte, 1<<20), claimed: st, done: make(chan struct{})}
+			returned := make(chan struct{})
+			go func() {
+				server.awaitPlacement(pl, st)
+				close(returned)
+			}()
+			// The head-of-line limit on loopback is about 100 ms.
+			down := false
+			for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end) && !down; time.Sleep(5 * time.Millisecond) {
+				server.mu.Lock()
+				down = st.dead
+				server.mu.Unlock()
+			}
+			select {
+			case <-returned:
+				t.Fatal("awaitPlacement returned before the claimer finished")
+			default:
+			}
+			close(pl.done) // the claimer's read ends
+			<-returned
+			if down != tt.wantDown {
+				t.Fatalf("stream taken down: %v, want %v", down, tt.wantDown)
+			}
+			if !tt.copyArrived {
+				if _, err := client.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([]byte, len(data))
+			if _, err := io.ReadFull(server, got); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("after the placement: err %v, data equal %v", err, bytes.Equal(got, data))
+			}
+		})
 	}
 }
 

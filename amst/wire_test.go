@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -308,4 +310,54 @@ func mkdirAll(dirs ...string) error {
 		}
 	}
 	return nil
+}
+
+// TestClimberIgnoresNoise runs the climb on paths whose goodput windows
+// vary by up to ±noise at random (as 2-s windows do on WAN paths). A single
+// lucky window must not move the count: past the knee the climb must stay
+// near it (brief probes aside) instead of ratcheting towards many more
+// streams, and it must still reach full goodput.
+func TestClimberIgnoresNoise(t *testing.T) {
+	tests := []struct {
+		name        string
+		start       int
+		model       func(int) float64
+		noise       float64
+		maxMedian   int     // median stream count over the last 100 windows
+		wantGoodput float64 // median noiseless goodput over the last 100 windows
+	}{
+		{"saturated, ±10%", 16, goodputModel(1000, 1000), 0.10, 24, 1000},
+		{"saturated, ±20%", 8, goodputModel(1000, 1000), 0.20, 12, 1000},
+		{"knee at 40, ±10%", 8, goodputModel(25, 1000), 0.10, 60, 1000},
+		{"knee at 40, ±20%", 8, goodputModel(25, 1000), 0.20, 60, 1000},
+	}
+	for _, tt := range tests {
+		for seed := range 5 {
+			t.Run(tt.name+"/"+itoa(seed), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(uint64(seed), 11))
+				c := newClimber(1, 256, tt.start, 0.05)
+				n := c.n
+				measure := func(n int) float64 { return tt.model(n) * (1 + tt.noise*(2*r.Float64()-1)) }
+				for i := 0; i < 300; i++ {
+					n = c.next(measure(n))
+				}
+				var counts []int
+				var got []float64
+				for i := 0; i < 100; i++ {
+					n = c.next(measure(n))
+					counts = append(counts, n)
+					got = append(got, tt.model(n))
+				}
+				slices.Sort(counts)
+				slices.Sort(got)
+				t.Logf("streams: median %d, 90th percentile %d", counts[50], counts[90])
+				if counts[50] > tt.maxMedian {
+					t.Errorf("median %d streams, want at most %d", counts[50], tt.maxMedian)
+				}
+				if med := got[len(got)/2]; med < tt.wantGoodput*0.95 {
+					t.Errorf("median goodput %v, want %v", med, tt.wantGoodput)
+				}
+			})
+		}
+	}
 }
