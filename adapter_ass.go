@@ -26,23 +26,20 @@ func (a *ASSState) RecordMigration(ctx context.Context, vm VMInfo, from, to stri
 	if err != nil {
 		return err
 	}
-	mem := v.Spec.MemoryBytes
-	if mem == 0 {
-		mem = vm.MemoryBytes
+	moved := v.Spec.Resources()
+	if moved.MemoryBytes == 0 {
+		moved.MemoryBytes = vm.MemoryBytes
 	}
-	if h, ok := a.State.Host(from); ok {
-		u := h.Usage
-		u.MemoryBytes = max(0, u.MemoryBytes-mem)
-		u.CPUMillicores = max(0, u.CPUMillicores-v.Spec.CPUMillicores)
-		if err := a.State.SetHostUsage(ctx, from, u); err != nil {
+	// AddHostUsage, not read-then-SetHostUsage: two migrations landing on
+	// one host at two sites at once must both count after the merge.
+	zero := ass.Resources{}
+	if _, ok := a.State.Host(from); ok {
+		if err := a.State.AddHostUsage(ctx, from, zero.Sub(moved)); err != nil {
 			return err
 		}
 	}
-	if h, ok := a.State.Host(to); ok {
-		u := h.Usage
-		u.MemoryBytes += mem
-		u.CPUMillicores += v.Spec.CPUMillicores
-		if err := a.State.SetHostUsage(ctx, to, u); err != nil {
+	if _, ok := a.State.Host(to); ok {
+		if err := a.State.AddHostUsage(ctx, to, moved); err != nil {
 			return err
 		}
 	}

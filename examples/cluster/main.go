@@ -245,11 +245,8 @@ func run(n, nVMs int, vmBytes int64, dirty float64, interval time.Duration, para
 		if err := nd.state.SetVM(ctx, ass.VM{ID: id, Owner: nd.id, Host: nd.id, State: ass.VMRunning, Spec: ass.VMSpec{MemoryBytes: vmBytes, CPUMillicores: 1000}}); err != nil {
 			return err
 		}
-		if h, ok := nd.state.Host(nd.id); ok {
-			u := h.Usage
-			u.MemoryBytes += vmBytes
-			u.CPUMillicores += 1000
-			nd.state.SetHostUsage(ctx, nd.id, u)
+		if err := nd.state.AddHostUsage(ctx, nd.id, ass.Resources{MemoryBytes: vmBytes, CPUMillicores: 1000}); err != nil {
+			return err
 		}
 		nd.guests[id] = vm
 	}
