@@ -75,6 +75,20 @@ type Config struct {
 
 	// Rollout chooses versions for VersionAuto requests.
 	Rollout Rollout
+
+	// SLA, if set, is told of every migration the engine sends: the
+	// switchover downtime (the guest-visible latency), the guest bytes and
+	// the time they took, and whether it succeeded. *metrics.SLAEvaluator
+	// (or metrics.Monitor.SLA) implements it.
+	SLA SLAObserver
+}
+
+// SLAObserver receives what the SLA evaluation needs from each migration.
+type SLAObserver interface {
+	ObserveLatency(d time.Duration)
+	ObserveTransfer(bytes uint64, busy time.Duration)
+	ObserveOperation(failed bool)
+	ObserveRequest(served bool)
 }
 
 // DefaultConfig returns the defaults every zero field stands for, with the

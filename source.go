@@ -111,6 +111,14 @@ func (e *Engine) MigrateSession(ctx context.Context, sess Session, req Migration
 	defer e.m.ActiveMigrations.Dec()
 	s := &source{e: e, cfg: e.cfg, req: req, mem: req.Memory, sess: sess}
 	res, err := s.run(ctx)
+	if sla := e.cfg.SLA; sla != nil {
+		sla.ObserveOperation(err != nil)
+		sla.ObserveRequest(err == nil)
+		if err == nil {
+			sla.ObserveLatency(res.Downtime)
+			sla.ObserveTransfer(uint64(res.LogicalBytes), res.Duration)
+		}
+	}
 	if err != nil {
 		e.recordFailure(req.Version, err)
 		return res, err

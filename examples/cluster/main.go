@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync"
@@ -26,7 +25,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dwcp/dwcp"
 	"github.com/dwcp/dwcp/acp"
@@ -44,7 +42,6 @@ type node struct {
 	state   *ass.ClusterState
 	engine  *dwcp.Engine
 	addr    string
-	http    *http.Server
 
 	mu     sync.Mutex
 	guests map[string]*dwcp.SyntheticVM // VMs running here
@@ -163,6 +160,12 @@ func run(n, nVMs int, vmBytes int64, dirty float64, interval time.Duration, para
 		cfg.Ownership = ownership
 		cfg.State = &dwcp.ASSState{State: nd.state}
 		cfg.Rollout = dwcp.Rollout{Percentage: rollout}
+		mon, err := metrics.NewMonitor(nd.m, metrics.DefaultSLAConfig(), metrics.DefaultResourceConfig())
+		if err != nil {
+			return fmt.Errorf("monitor: %w", err)
+		}
+		defer mon.Close()
+		cfg.SLA = mon.SLA
 		nd := nd
 		cfg.Placer = &dwcp.ITPPlacer{
 			Placer: placer,
@@ -219,16 +222,12 @@ func run(n, nVMs int, vmBytes int64, dirty float64, interval time.Duration, para
 				nd.mu.Unlock()
 			}
 		})
-		ml, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", metricsPort+i))
+		srv, err := metrics.Serve(ctx, fmt.Sprintf("127.0.0.1:%d", metricsPort+i), nd.reg)
 		if err != nil {
 			return fmt.Errorf("metrics port: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(nd.reg, promhttp.HandlerOpts{}))
-		nd.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go nd.http.Serve(ml)
-		defer nd.http.Close()
-		fmt.Printf("%s: amst %s, ass %s, metrics http://%s/metrics\n", nd.id, nd.addr, assAddrs[i], ml.Addr())
+		defer srv.Close()
+		fmt.Printf("%s: amst %s, ass %s, metrics %s\n", nd.id, nd.addr, assAddrs[i], srv.URL())
 	}
 
 	// Workload: VMs start spread over the hosts.

@@ -16,8 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,7 +26,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dwcp/dwcp"
 	"github.com/dwcp/dwcp/amst"
@@ -141,21 +138,30 @@ func parse(name string, args []string, extra func(fs *flag.FlagSet)) (*options, 
 }
 
 // setup builds the registry, the metrics and the engine configuration.
-func (o *options) setup(node string, tlsCfg *tlsConfig) (*prometheus.Registry, dwcp.Config) {
+// The monitor it starts (SLA compliance, anomaly detection, process
+// resources) runs until the returned stop function is called.
+func (o *options) setup(node string, tlsCfg *tlsConfig) (*prometheus.Registry, dwcp.Config, func()) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	cfg := dwcp.DefaultConfig()
+	stop := func() {}
+	if mon, err := metrics.NewMonitor(m, metrics.DefaultSLAConfig(), metrics.DefaultResourceConfig()); err != nil {
+		fmt.Fprintf(os.Stderr, "SLA and resource monitoring off: %v\n", err)
+	} else {
+		cfg.SLA = mon.SLA
+		stop = func() { mon.Close() }
+	}
 	cfg.NodeID = node
 	cfg.Metrics = m
 	cfg.DowntimeTarget = o.downtime
 	cfg.Rollout = dwcp.Rollout{Percentage: o.rollout, KillSwitch: o.killSwitch}
 	if o.raw {
 		cfg.Transport = &dwcp.TCPTransport{ServerTLS: tlsCfg.get(), ClientTLS: tlsCfg.get()}
-		return reg, cfg
+		return reg, cfg, stop
 	}
 	cfg.Transport = &dwcp.AMSTTransport{Config: amst.Config{TLS: tlsCfg.get()}, Metrics: m}
 	cfg.Codecs = nil
-	return reg, dwcp.WithComponents(cfg, m)
+	return reg, dwcp.WithComponents(cfg, m), stop
 }
 
 func (o *options) guestConfig() (dwcp.SyntheticConfig, error) {
@@ -170,16 +176,11 @@ func (o *options) serveMetrics(ctx context.Context, reg *prometheus.Registry) er
 	if o.metricsAddr == "" {
 		return nil
 	}
-	l, err := net.Listen("tcp", o.metricsAddr)
+	srv, err := metrics.Serve(ctx, o.metricsAddr, reg)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	context.AfterFunc(ctx, func() { srv.Close() })
-	fmt.Fprintf(os.Stderr, "metrics on http://%s/metrics\n", l.Addr())
+	fmt.Fprintf(os.Stderr, "metrics on %s\n", srv.URL())
 	return nil
 }
 
@@ -187,7 +188,7 @@ func (o *options) writeMetrics(reg *prometheus.Registry) error {
 	if o.metricsFile == "" {
 		return nil
 	}
-	if err := prometheus.WriteToTextfile(o.metricsFile, reg); err != nil {
+	if err := metrics.WriteTextFile(o.metricsFile, reg); err != nil {
 		return fmt.Errorf("write metrics file: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "metrics written to %s\n", o.metricsFile)
@@ -211,7 +212,8 @@ func demo(ctx context.Context, args []string) error {
 		}
 		tc = &tlsConfig{c}
 	}
-	reg, cfg := o.setup("host-a", tc)
+	reg, cfg, stopMonitor := o.setup("host-a", tc)
+	defer stopMonitor()
 	if err := o.serveMetrics(ctx, reg); err != nil {
 		return err
 	}
@@ -319,7 +321,8 @@ func serve(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	reg, cfg := o.setup("host-b", tc)
+	reg, cfg, stopMonitor := o.setup("host-b", tc)
+	defer stopMonitor()
 	if err := o.serveMetrics(ctx, reg); err != nil {
 		return err
 	}
@@ -394,7 +397,8 @@ func send(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	reg, cfg := o.setup("host-a", tc)
+	reg, cfg, stopMonitor := o.setup("host-a", tc)
+	defer stopMonitor()
 	if err := o.serveMetrics(ctx, reg); err != nil {
 		return err
 	}
