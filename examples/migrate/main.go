@@ -164,6 +164,29 @@ func (o *options) setup(node string, tlsCfg *tlsConfig) (*prometheus.Registry, d
 	return reg, dwcp.WithComponents(cfg, m), stop
 }
 
+// start does what serve and send both need: TLS material (the server's or
+// the client's half of o.tlsDir), the registry, monitor and engine
+// configuration, the /metrics endpoint, and the guest configuration.
+func (o *options) start(ctx context.Context, node string, server bool) (*prometheus.Registry, dwcp.Config, dwcp.SyntheticConfig, func(), error) {
+	var tc *tlsConfig
+	if o.tls {
+		var err error
+		if tc, err = loadOrCreateTLS(o.tlsDir, server); err != nil {
+			return nil, dwcp.Config{}, dwcp.SyntheticConfig{}, nil, err
+		}
+	}
+	reg, cfg, stop := o.setup(node, tc)
+	gcfg, err := o.guestConfig()
+	if err == nil {
+		err = o.serveMetrics(ctx, reg)
+	}
+	if err != nil {
+		stop()
+		return nil, dwcp.Config{}, dwcp.SyntheticConfig{}, nil, err
+	}
+	return reg, cfg, gcfg, stop, nil
+}
+
 func (o *options) guestConfig() (dwcp.SyntheticConfig, error) {
 	p, err := dwcp.ParseDirtyPattern(o.pattern)
 	if err != nil {
@@ -315,21 +338,11 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var tc *tlsConfig
-	if o.tls {
-		if tc, err = loadOrCreateTLS(o.tlsDir, true); err != nil {
-			return err
-		}
-	}
-	reg, cfg, stopMonitor := o.setup("host-b", tc)
-	defer stopMonitor()
-	if err := o.serveMetrics(ctx, reg); err != nil {
-		return err
-	}
-	gcfg, err := o.guestConfig()
+	reg, cfg, gcfg, stop, err := o.start(ctx, "host-b", true)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	var mu sync.Mutex // migrations are served concurrently
 	guests := map[string]*dwcp.SyntheticVM{}
 	cfg.Incoming = func(ctx context.Context, spec dwcp.IncomingSpec) (dwcp.IncomingMemory, error) {
@@ -391,21 +404,11 @@ func send(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var tc *tlsConfig
-	if o.tls {
-		if tc, err = loadOrCreateTLS(o.tlsDir, false); err != nil {
-			return err
-		}
-	}
-	reg, cfg, stopMonitor := o.setup("host-a", tc)
-	defer stopMonitor()
-	if err := o.serveMetrics(ctx, reg); err != nil {
-		return err
-	}
-	gcfg, err := o.guestConfig()
+	reg, cfg, gcfg, stop, err := o.start(ctx, "host-a", false)
 	if err != nil {
 		return err
 	}
+	defer stop()
 	e, err := dwcp.New(cfg)
 	if err != nil {
 		return err
