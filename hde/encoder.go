@@ -34,7 +34,7 @@ type Encoder struct {
 	comp  compressor
 	sel   selector
 
-	linkBits atomic.Uint64 // float64 bytes per second
+	linkBandwidth
 
 	seq       uint64
 	seen      map[uint64]struct{}
@@ -100,7 +100,7 @@ func NewEncoder(cfg Config, m *metrics.Metrics) (*Encoder, error) {
 			return nil, err
 		}
 	}
-	e.linkBits.Store(math.Float64bits(cfg.LinkBandwidth))
+	e.linkBandwidth.init(cfg.LinkBandwidth)
 	e.stats.Selections = make(map[Codec]int64)
 	return e, nil
 }
@@ -109,13 +109,21 @@ func NewEncoder(cfg Config, m *metrics.Metrics) (*Encoder, error) {
 // in bytes per second (the engine feeds it from its bandwidth forecast). The
 // selector uses it from the next batch on. Non-positive or non-finite values
 // are ignored. Safe for concurrent use.
-func (e *Encoder) SetLinkBandwidth(bytesPerSecond float64) {
+func (e *Encoder) SetLinkBandwidth(bytesPerSecond float64) { e.linkBandwidth.set(bytesPerSecond) }
+
+// linkBandwidth is the link speed, in bytes per second, that the codec
+// selector plans for; it is set from any goroutine while batches encode.
+type linkBandwidth struct{ bits atomic.Uint64 }
+
+func (l *linkBandwidth) init(bytesPerSecond float64) { l.bits.Store(math.Float64bits(bytesPerSecond)) }
+
+func (l *linkBandwidth) set(bytesPerSecond float64) {
 	if bytesPerSecond > 0 && !math.IsInf(bytesPerSecond, 0) {
-		e.linkBits.Store(math.Float64bits(bytesPerSecond))
+		l.bits.Store(math.Float64bits(bytesPerSecond))
 	}
 }
 
-func (e *Encoder) link() float64 { return math.Float64frombits(e.linkBits.Load()) }
+func (l *linkBandwidth) link() float64 { return math.Float64frombits(l.bits.Load()) }
 
 // Reset forgets all migration state (cached pages, batch sequence, totals)
 // but keeps the selector's codec figures and the buffers. Pair it with a

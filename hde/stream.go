@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"math"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -37,16 +35,16 @@ const (
 // adaptive codec selector. Not safe for concurrent use, except
 // SetLinkBandwidth and Stats.
 type StreamEncoder struct {
-	cfg      Config
-	rec      *recorder
-	comp     compressor
-	sel      selector
-	linkBits atomic.Uint64
-	payload  []byte
-	hist     [256]uint16
-	probes   []Codec
-	sample   []byte
-	closed   bool
+	cfg  Config
+	rec  *recorder
+	comp compressor
+	sel  selector
+	linkBandwidth
+	payload []byte
+	hist    [256]uint16
+	probes  []Codec
+	sample  []byte
+	closed  bool
 
 	mu    sync.Mutex
 	stats EncoderStats
@@ -64,17 +62,13 @@ func NewStreamEncoder(cfg Config, m *metrics.Metrics) (*StreamEncoder, error) {
 			return nil, err
 		}
 	}
-	s.linkBits.Store(math.Float64bits(cfg.LinkBandwidth))
+	s.linkBandwidth.init(cfg.LinkBandwidth)
 	s.stats.Selections = make(map[Codec]int64)
 	return s, nil
 }
 
 // SetLinkBandwidth is Encoder.SetLinkBandwidth for streams.
-func (s *StreamEncoder) SetLinkBandwidth(bytesPerSecond float64) {
-	if bytesPerSecond > 0 && !math.IsInf(bytesPerSecond, 0) {
-		s.linkBits.Store(math.Float64bits(bytesPerSecond))
-	}
-}
+func (s *StreamEncoder) SetLinkBandwidth(bytesPerSecond float64) { s.linkBandwidth.set(bytesPerSecond) }
 
 // Stats returns the totals (page counts stay zero).
 func (s *StreamEncoder) Stats() EncoderStats {
@@ -106,7 +100,7 @@ func (s *StreamEncoder) EncodeChunk(dst, chunk []byte) ([]byte, error) {
 		return dst, wrapf(ErrInvalidBatch, "chunk of %d bytes, ChunkSize is %d", len(chunk), s.cfg.ChunkSize)
 	}
 	start := time.Now()
-	link := math.Float64frombits(s.linkBits.Load())
+	link := s.link()
 	codec := CodecNone
 	if len(chunk) >= s.cfg.MinCompressBytes && !(s.cfg.EntropyThreshold < 8 && sampledEntropy(chunk, &s.hist) > s.cfg.EntropyThreshold) {
 		s.probes = s.sel.probes(s.probes[:0])
