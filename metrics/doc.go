@@ -69,7 +69,7 @@
 // ZScoreDetector flags a sample more than 3σ (warning) or 6σ (critical)
 // from the mean of the previous Window samples. The baseline is a ring
 // buffer read in chronological order, and a sample is judged before it
-// joins the baseline (the earlier placeholder implementation had both
+// joins the baseline (the earlier novacron DWCP code had both
 // wrong). σ has a floor (MinStdDev, RelativeStdDevFloor) so that a flat
 // baseline does not turn every wiggle into an infinite-σ event.
 //
